@@ -1,0 +1,302 @@
+"""Settings: one typed model, loaded from TOML, overridden by `EDGE_FER_…` variables and CLI flags.
+
+Precedence, lowest first: built-in defaults → the TOML file → environment → CLI flags.
+Every key is validated at load; unknown keys are refused with their dotted path. The result is
+frozen: nothing mutates the configuration after load (live changes go through `model_copy`).
+
+Environment variables: ``EDGE_FER_<SECTION>__<KEY>`` (double underscore between levels, e.g.
+``EDGE_FER_MQTT__HOST=broker.local``, ``EDGE_FER_AGGREGATE__WINDOW_S=5``) and
+``EDGE_FER_<KEY>`` for top-level keys (``EDGE_FER_DEVICE_ID``). Values are read as TOML
+values when they parse (numbers, booleans, ``["a", "b"]``), else as plain strings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_fer.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 on older Pi OS
+    import tomli as tomllib
+
+ENV_PREFIX = "EDGE_FER_"
+
+
+def default_data_dir() -> Path:
+    """Where provisioned models and demo footage live (``$XDG_DATA_HOME/edge-fer``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edge-fer"
+
+
+def default_state_dir() -> Path:
+    """Where the event queue and the `seq` counter live: systemd's StateDirectory when set."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edge-fer"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelsConfig(_Section):
+    dir: Path = Field(
+        default_factory=lambda: default_data_dir() / "models",
+        description="Folder holding provisioned model files and demo footage (`edge-fer models fetch`).",
+    )
+    detector: str = Field("blazeface_short", description="Manifest name of the face detector.")
+    emotion: str = Field("mini_xception", description="Manifest name (or .tflite path) of the emotion model.")
+
+
+class RuntimeConfig(_Section):
+    backend: Literal["auto", "cpu", "edgetpu"] = Field(
+        "auto", description="auto: Edge TPU when a compiled model and the device exist, else CPU."
+    )
+    num_threads: int = Field(2, ge=1, le=16, description="CPU threads per interpreter (XNNPACK).")
+
+
+class SourceConfig(_Section):
+    spec: str = Field("demo", description="picamera2[:N], v4l2:N or N, a video file, an image folder, rtsp://, http://, demo.")
+    realtime: bool = Field(True, description="Pace file sources at their own frame rate; off delivers every frame as fast as the pipeline takes it.")
+    loop: bool | None = Field(None, description="Restart a file source at its end (default: only for demo).")
+    width: int | None = Field(None, ge=64, le=4096, description="Requested camera width (px).")
+    height: int | None = Field(None, ge=48, le=4096, description="Requested camera height (px).")
+    fps: float | None = Field(None, gt=0, le=240, description="Requested camera frame rate.")
+    reopen_backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reopen back-off after a source fails.")
+
+
+class DetectorConfig(_Section):
+    score_threshold: float = Field(0.5, ge=0.05, le=0.99, description="Minimum face score.")
+    min_face_px: int = Field(24, ge=8, le=2048, description="Faces narrower than this (px) are ignored.")
+    nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping boxes are merged.")
+    max_faces: int = Field(10, ge=1, le=100, description="At most this many faces per frame (highest scores).")
+
+
+class ClassifierConfig(_Section):
+    every_n_frames: int = Field(
+        2, ge=1, le=60, description="A stable track is re-classified every N frames; others each frame."
+    )
+    smoothing: float = Field(
+        0.4, ge=0.0, lt=1.0, description="Per-track exponential smoothing of probabilities: weight of the past (0 = none)."
+    )
+
+
+class TrackerConfig(_Section):
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
+    max_missed_s: float = Field(0.5, ge=0, le=10, description="A track unseen for longer ends.")
+    stable_hits: int = Field(3, ge=1, le=100, description="Hits after which a track counts as stable.")
+
+
+class AggregateConfig(_Section):
+    window_s: float = Field(10.0, ge=0.5, le=3600, description="Length of a summary window (s).")
+    min_faces: int = Field(
+        1, ge=1, le=100, description="k-anonymity: windows with fewer distinct faces publish counts but no emotion shares."
+    )
+    privacy_level: Literal["summary", "events"] = Field(
+        "summary", description="summary: window summaries only; events: also per-track and micro-expression events."
+    )
+    stats_interval_s: float = Field(30.0, ge=1, le=3600, description="How often health stats are published.")
+
+
+class MqttConfig(_Section):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = Field(None, description="Prefer password_file or $CREDENTIALS_DIRECTORY/mqtt_password.", repr=False)
+    password_file: Path | None = None
+    prefix: str = Field("edge_fer", min_length=1, description="Topic prefix; topics are <prefix>/<device_id>/…")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    queue_max_rows: int = Field(100_000, ge=10, description="Durable queue bound (events); the oldest are dropped past it.")
+    queue_max_bytes: int = Field(50_000_000, ge=10_000, description="Durable queue bound (payload bytes).")
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_wildcards(cls, value: str) -> str:
+        if any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("prefix must not contain # or + nor start or end with /")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> MqttConfig:
+        if (self.password or self.password_file) and not self.username:
+            raise ValueError("password must be given with username")
+        if self.password and self.password_file:
+            raise ValueError("give either password or password_file, not both")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password from password_file, systemd credentials, or the plain setting."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror}") from exc
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if self.password is None and cred_dir and (Path(cred_dir) / "mqtt_password").is_file():
+            return (Path(cred_dir) / "mqtt_password").read_text(encoding="utf-8").strip()
+        return self.password
+
+
+class Settings(_Section):
+    device_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_dir: Path = Field(default_factory=default_state_dir)
+    sinks: tuple[str, ...] = Field(("stdout",), description="stdout, mqtt, mqtt://…, mqtts://…")
+    models: ModelsConfig = ModelsConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    source: SourceConfig = SourceConfig()
+    detector: DetectorConfig = DetectorConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    aggregate: AggregateConfig = AggregateConfig()
+    mqtt: MqttConfig = MqttConfig()
+
+    @field_validator("device_id")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if any(c in value for c in "#+/ ") or not value.isprintable():
+            raise ValueError("device_id must not contain '/', '#', '+', spaces or control characters")
+        return value
+
+    @field_validator("sinks")
+    @classmethod
+    def _known_sinks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            scheme = spec.split("://", 1)[0] if "://" in spec else spec
+            if scheme not in ("stdout", "mqtt", "mqtts"):
+                raise ValueError(f"unknown sink {spec!r}; known: stdout, mqtt, mqtt://host[:port], mqtts://host[:port]")
+        return value
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"{self.mqtt.prefix}/{self.device_id}"
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict of overrides from ``EDGE_FER_…`` variables (see the module docstring)."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("EDGE_FER_CONFIG",):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[path[-1]] = _parse_env_value(raw)
+    return out
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; values of `override` win."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def apply_sink_url(data: dict[str, Any], spec: str) -> None:
+    """Fold ``mqtt[s]://[user[:password]@]host[:port]`` into the ``mqtt`` section of `data`."""
+    if "://" not in spec:
+        return
+    url = urlsplit(spec)
+    if url.scheme not in ("mqtt", "mqtts"):
+        return
+    mqtt = data.setdefault("mqtt", {})
+    if not url.hostname:
+        raise ConfigError(f"sink {spec!r}: no host; expected mqtt://[user[:password]@]host[:port]")
+    mqtt["host"] = url.hostname
+    try:
+        port = url.port
+    except ValueError as exc:
+        raise ConfigError(f"sink {spec!r}: bad port; expected 1-65535") from exc
+    mqtt["tls"] = url.scheme == "mqtts"
+    mqtt["port"] = port or (8883 if url.scheme == "mqtts" else 1883)
+    if url.username:
+        mqtt["username"] = unquote(url.username)
+    if url.password:
+        mqtt["password"] = unquote(url.password)
+
+
+def format_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "password" not in key else ""))
+    return "\n".join(lines)
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load, merge and validate the settings.
+
+    Args:
+        path: a TOML file; None reads ``$EDGE_FER_CONFIG`` when set, else defaults only.
+        environ: the environment to read overrides from (default `os.environ`).
+        overrides: nested dict from CLI flags, applied last.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or a value is invalid; the message lists
+            every bad key with its dotted path.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("EDGE_FER_CONFIG"):
+        path = environ["EDGE_FER_CONFIG"]
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    data = merge(data, env_overrides(environ))
+    if overrides:
+        data = merge(data, overrides)
+    for spec in data.get("sinks", ()) if isinstance(data.get("sinks"), (list, tuple)) else ():
+        if isinstance(spec, str):
+            apply_sink_url(data, spec)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin)) from None

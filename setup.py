@@ -1,0 +1,45 @@
+"""Packaging for edge-fer: on-device facial emotion statistics published over MQTT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="edge-fer",
+    version="0.1.0",
+    description="On-device facial emotion analysis that publishes anonymous statistics over MQTT",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge_fer", "edge_fer.*"]),
+    package_data={"edge_fer": ["py.typed", "data/*.toml"]},
+    include_package_data=True,
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8,<6",
+        "paho-mqtt>=2.0,<3",
+        "pydantic>=2.5,<3",
+        "ai-edge-litert>=1.2; python_version>='3.10' and platform_system=='Linux'",
+        "tomli>=2.0; python_version<'3.11'",
+    ],
+    extras_require={
+        # picamera2 on Raspberry Pi OS is best taken from apt (python3-picamera2) in a venv
+        # created with --system-site-packages; this extra is for other set-ups.
+        "pi": ["picamera2>=0.3.12"],
+        "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8"],
+        "eval": ["matplotlib>=3.7", "tqdm>=4.60"],
+        "onnx": ["onnxruntime>=1.17"],
+        "train": ["tensorflow-cpu>=2.15", "tf2onnx>=1.16", "matplotlib>=3.7"],
+    },
+    entry_points={"console_scripts": ["edge-fer=edge_fer.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
