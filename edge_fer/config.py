@@ -87,8 +87,8 @@ class ClassifierConfig(_Section):
     every_n_frames: int = Field(
         2, ge=1, le=60, description="A stable track is re-classified every N frames; others each frame."
     )
-    smoothing: float = Field(
-        0.4, ge=0.0, lt=1.0, description="Per-track exponential smoothing of probabilities: weight of the past (0 = none)."
+    smoothing_s: float = Field(
+        0.3, ge=0.0, le=10.0, description="Time constant (s) of the per-track exponential smoothing of probabilities (0 = none)."
     )
 
 

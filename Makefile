@@ -1,0 +1,53 @@
+# edge-fer: the two commands.
+#   make demo   set up everything (venv, package, models, demo footage) and run the demo pipeline
+#   make test   set up everything the tests need (mosquitto too) and run the test suite
+# Both are idempotent: the second run only does what is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_ARGS ?= --source demo --duration 60 --window 5
+PYTEST_ARGS ?= -q
+# Raspberry Pi OS ships picamera2 through apt only: let the venv see it when it is there.
+VENV_FLAGS ?= $(if $(wildcard /usr/lib/python3/dist-packages/picamera2),--system-site-packages,)
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: demo test install models mosquitto lint clean help
+
+help:
+	@echo "make demo   install edge-fer in $(VENV), fetch the models, run the demo (summaries on stdout)"
+	@echo "make test   the same set-up plus mosquitto, then the test suite"
+
+demo: install models
+	$(BIN)/edge-fer run $(DEMO_ARGS)
+
+test: install models mosquitto
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV_FLAGS) $(VENV) 2>/dev/null || { \
+	  echo "python3 venv support is missing: installing python3-venv from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
+	  $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.py
+	$(BIN)/python -m pip install --quiet -e '.[dev,eval]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+models: install
+	$(BIN)/edge-fer models fetch
+
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  echo "installing mosquitto from Debian's packages (the tests start their own broker on a free port)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto; }
+
+lint: install
+	$(BIN)/python -m ruff check edge_fer tests
+	$(BIN)/python -m mypy edge_fer
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

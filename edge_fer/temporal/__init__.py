@@ -1,0 +1,8 @@
+"""Temporal stages: tracking, per-track smoothing, (later) micro-expression spotting."""
+
+from __future__ import annotations
+
+from edge_fer.temporal.smoothing import ProbabilitySmoother
+from edge_fer.temporal.tracker import Tracker, iou_matrix
+
+__all__ = ["ProbabilitySmoother", "Tracker", "iou_matrix"]
