@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("list", help="list the manifest and what is installed")
     msub.add_parser("verify", help="check every installed file's sha256; non-zero exit when one is bad")
 
+    evaluate = sub.add_parser(
+        "eval",
+        help="accuracy of an emotion model on a folder of labelled face images",
+        description=(
+            "DIR holds one sub-folder per class (angry disgust fear happy sad surprise neutral, and contempt where the "
+            "model has it) with face images of any size. Images go through the pipeline's own preprocessing."
+        ),
+        epilog="example: edge-fer eval /data/fer2013/public_test --model mini_xception --json --plot cm.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("dir", type=Path, metavar="DIR", help="folder with one sub-folder per class")
+    evaluate.add_argument("--config", type=Path, help="TOML settings file")
+    evaluate.add_argument("--model", help="manifest name, or a .tflite file listed in the manifest (default: config models.emotion)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--plot", type=Path, metavar="PNG", help="save the normalised confusion matrix")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure frames/s, per-stage latency, memory and start-up on real footage",
+        description=(
+            "Run the real pipeline with --realtime off (every frame, decoding included) and report frames/s, "
+            "per-stage p50/p95, raw model invoke times and the overhead ratio, RSS and start-up time."
+        ),
+    )
+    bench.add_argument("--config", type=Path, help="TOML settings file")
+    bench.add_argument("--source", default="demo", help="footage to run on (default: demo, looped)")
+    bench.add_argument("--frames", type=_positive_int, default=1000, help="frames to process (default 1000)")
+    bench.add_argument("--sink", action="append", dest="sinks", metavar="SPEC", help="also publish (default: none)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
     doctor = sub.add_parser("doctor", help="check models, runtime, camera and broker, and say how to fix what fails")
     doctor.add_argument("--config", type=Path, help="TOML settings file")
     doctor.add_argument("--source", help="also try to open this source")
@@ -186,6 +217,96 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edge_fer import models
+    from edge_fer.evaluate import evaluate, plot_confusion
+    from edge_fer.vision.emotion import EmotionClassifier
+
+    settings = _settings_from_args(args)
+    _setup_logging("warning" if args.json else settings.log_level)
+    name = args.model or settings.models.emotion
+    if name.endswith(".tflite") or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"eval: model file {path} does not exist")
+        digest = models.sha256_of(path)
+        matches = [e.name for e in models.load_manifest().values() if e.sha256 == digest and e.kind == "emotion"]
+        if not matches:
+            raise ConfigError(f"eval: {path} is not in models/manifest.toml; add an entry with its contract (input size, scale, labels)")
+        name = matches[0]
+    settings = settings.model_copy(update={"models": settings.models.model_copy(update={"emotion": name})})
+    classifier = EmotionClassifier.from_settings(settings)
+    progress = _progress_bar("eval", disable=args.json)
+    result = evaluate(classifier, args.dir, model_name=name, progress=progress)
+    record = result.to_dict()
+    if args.plot:
+        plot_confusion(result, args.plot)
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    print(f"model {name}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} "
+          f"{record['ms_per_face']:.3f} ms/face")
+    print(f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'n':>6}")
+    for label, v in record["per_class"].items():
+        print(f"{label:<10} {v['precision']:>9.3f} {v['recall']:>7.3f} {v['f1']:>7.3f} {v['n']:>6}")
+    if args.plot:
+        print(f"confusion matrix saved to {args.plot}")
+    return 0
+
+
+def _progress_bar(desc: str, disable: bool) -> Any:
+    """A progress callback ``(done, total)``: tqdm on a terminal when installed, else log lines."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if disable:
+            return
+        if "bar" not in state:
+            try:
+                from tqdm import tqdm
+
+                state["bar"] = tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
+            except ImportError:
+                state["bar"] = None
+        bar = state["bar"]
+        if bar is not None:
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        elif done * 10 // total != state.get("decile"):
+            state["decile"] = done * 10 // total
+            logger.info("%s: %d/%d", desc, done, total)
+
+    return update
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge_fer.bench import bench
+    from edge_fer.runner import process_age_s
+
+    t0 = time.monotonic() - process_age_s()
+    args.realtime = False
+    if not args.sinks:
+        args.sinks = []
+    settings = _settings_from_args(args)
+    if not args.sinks:
+        settings = settings.model_copy(update={"sinks": ()})
+    if settings.source.loop is None:
+        settings = settings.model_copy(update={"source": settings.source.model_copy(update={"loop": True})})
+    _setup_logging("warning" if args.json else settings.log_level)
+    record = bench(settings, args.frames, t0=t0)
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    for key, value in record.items():
+        if key == "stages_ms":
+            for stage, v in value.items():
+                print(f"  {stage:<10} p50 {v['p50']:7.3f} ms   p95 {v['p95']:7.3f} ms")
+        else:
+            print(f"{key:<24} {value}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from edge_fer.doctor import run_checks
 
@@ -203,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "models" and args.models_command is None:
             raise ConfigError("edge-fer models: choose an action: fetch, list or verify (see `edge-fer models --help`)")
-        handler = {"run": cmd_run, "models": cmd_models, "doctor": cmd_doctor}[args.command]
+        handler = {"run": cmd_run, "models": cmd_models, "eval": cmd_eval, "bench": cmd_bench, "doctor": cmd_doctor}[args.command]
         return handler(args)
     except EdgeFerError as exc:
         if not logging.getLogger().handlers:

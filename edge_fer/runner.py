@@ -47,6 +47,17 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (from /proc; 0 where unavailable)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields[19])
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+        return max(uptime_s - started_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 @dataclass
 class RunReport:
     """What a run did, for the CLI's closing log line and for `bench`."""
@@ -83,6 +94,7 @@ class Runner:
         capture: CaptureThread,
         sinks: list[Sink],
         stop_event: threading.Event | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -90,7 +102,7 @@ class Runner:
         self.sinks = sinks
         self.stop_event = stop_event or threading.Event()
         self.report = RunReport()
-        self._started = time.monotonic()
+        self._started = started_at if started_at is not None else time.monotonic()
         self._last_stats = 0.0
         self.on_result: Callable[[FrameResult], None] | None = None
 
@@ -185,8 +197,15 @@ def run(
     stream: IO[str] | None = None,
     stop_event: threading.Event | None = None,
     install_signals: bool = False,
+    started_at: float | None = None,
+    on_built: Callable[[Pipeline], None] | None = None,
 ) -> RunReport:
     """Build everything from `settings`, run, and shut down cleanly.
+
+    Args:
+        started_at: `time.monotonic()` when the command started, for the start-up time
+            (default: now).
+        on_built: called with the pipeline once every stage is built (used by `bench`).
 
     Raises:
         ModelError: a model is missing or corrupt (exit code 4).
@@ -203,14 +222,15 @@ def run(
         settings.aggregate.min_faces,
         os.getpid(),
     )
+    started_at = time.monotonic() if started_at is None else started_at
     stop_event = stop_event or threading.Event()
     pipeline = Pipeline.from_settings(settings)
+    if on_built is not None:
+        on_built(pipeline)
     src_cfg = settings.source
-    loop = src_cfg.loop if src_cfg.loop is not None else src_cfg.spec == "demo"
     capture = CaptureThread(
         lambda: source_from_spec(src_cfg.spec, src_cfg, settings.models.dir),
         realtime=src_cfg.realtime,
-        loop=loop,
         reopen_backoff_max_s=src_cfg.reopen_backoff_max_s,
         stop_event=stop_event,
     )
@@ -222,7 +242,7 @@ def run(
         if install_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, lambda *_: stop_event.set())
-        runner = Runner(settings, pipeline, capture, sinks, stop_event)
+        runner = Runner(settings, pipeline, capture, sinks, stop_event, started_at)
         report = runner.run(max_frames=max_frames, duration_s=duration_s)
     finally:
         for signum, handler in previous.items():

@@ -78,3 +78,104 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        import json
+
+        return json.loads(self.payload)  # type: ignore[no-any-return]
+
+
+class Collector:
+    """A plain paho subscriber on `#` that records every message (the test's view of the broker)."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-collector-{port}")
+        self._client.on_message = self._on_message
+        self._client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        self._client.connect_async("127.0.0.1", port)
+        self._client.loop_start()
+
+    def _on_message(self, _client: object, _userdata: object, msg: object) -> None:
+        with self._cond:
+            self.messages.append(Message(msg.topic, msg.payload, msg.qos, msg.retain))  # type: ignore[attr-defined]
+            self._cond.notify_all()
+
+    def topic(self, suffix: str) -> list[Message]:
+        with self._cond:
+            return [m for m in self.messages if m.topic.endswith(suffix)]
+
+    def wait_for(self, predicate: object, timeout_s: float = 30.0) -> bool:
+        """Wait until `predicate(messages)` is true or the deadline passes."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not predicate(self.messages):  # type: ignore[operator]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@pytest.fixture
+def collector(broker: Broker) -> Iterator[Collector]:
+    c = Collector(broker.port)
+    _wait_connected(c)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _wait_connected(c: Collector, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if c._client.is_connected():
+            return True
+        time.sleep(0.02)
+    raise RuntimeError("test subscriber could not connect to mosquitto")
+
+
+@pytest.fixture
+def run_env(tmp_path: Path, models_dir: Path) -> dict[str, str]:
+    """Environment for an `edge-fer` subprocess: its state and data confined to `tmp_path`."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_FER_")}
+    env.update(
+        {
+            "EDGE_FER_MODELS__DIR": str(models_dir),
+            "EDGE_FER_STATE_DIR": str(tmp_path / "state"),
+            "EDGE_FER_DEVICE_ID": "test-device",
+            "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
+            "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def edge_fer(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (the same entry point users run)."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "edge_fer", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s
+    )

@@ -1,0 +1,234 @@
+"""MQTT sink (paho-mqtt 2.x): drains the durable queue to the broker; the only module importing paho.
+
+Events are deleted from the queue only when the broker acknowledges them (QoS 1 PUBACK). While
+the broker is unreachable they wait on disk; after a reconnect the unacknowledged ones are sent
+again in order (consumers drop duplicates by `seq`). `publish` never blocks on the network.
+
+Session choice: ``clean_session=True``. Our own durable queue, not the broker's session, is
+what guarantees delivery, so no broker-side state is needed and a re-flashed device with the
+same id starts clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from queue import Empty, SimpleQueue
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge_fer.config import Settings
+from edge_fer.errors import ConfigError
+from edge_fer.sinks.payloads import Event, availability_event, check_payload
+from edge_fer.sinks.queue import DurableQueue
+
+logger = logging.getLogger(__name__)
+
+INFLIGHT_MAX = 20
+
+
+class MqttSink:
+    """Publishes events under ``<prefix>/<device_id>/`` through a durable queue.
+
+    Args:
+        settings: broker address, credentials, TLS, prefix and queue bounds come from here.
+        queue: the durable queue (default: ``state_dir/queue.sqlite3``).
+
+    Raises:
+        ConfigError: TLS files missing or unreadable.
+        PublishError: the queue cannot be opened.
+    """
+
+    def __init__(self, settings: Settings, queue: DurableQueue | None = None) -> None:
+        cfg = settings.mqtt
+        self.prefix = settings.topic_prefix
+        self.host, self.port = cfg.host, cfg.port
+        self.queue = queue or DurableQueue(
+            settings.state_dir / "queue.sqlite3", settings.device_id, cfg.queue_max_rows, cfg.queue_max_bytes
+        )
+        self.state = "connecting"
+        self.published = 0
+        self.acked = 0
+        self.reconnects = 0
+        self.dropped_unqueued = 0
+        # paho calls on_publish while holding its own message lock, and publish() takes that
+        # lock: so the network thread only hands acks over (SimpleQueue) and never shares a
+        # lock with the drain thread, which owns the in-flight map.
+        self._acks: SimpleQueue[int] = SimpleQueue()
+        self._wake = threading.Event()
+        self._generation = 0
+        self._closing = threading.Event()
+        self._connected_once = False
+        self._command_handler: Callable[[str, bytes], None] | None = None
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"edge-fer-{settings.device_id}",
+            clean_session=True,
+            reconnect_on_failure=True,
+        )
+        client.enable_logger(logging.getLogger("edge_fer.sinks.paho"))
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.resolved_password())
+        if cfg.tls:
+            for name in ("ca_file", "cert_file", "key_file"):
+                path = getattr(cfg, name)
+                if path is not None and not path.is_file():
+                    raise ConfigError(f"mqtt.{name}: {path} does not exist")
+            try:
+                client.tls_set(
+                    ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                    certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                    keyfile=str(cfg.key_file) if cfg.key_file else None,
+                )
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"mqtt TLS set-up failed: {exc}") from exc
+        offline = availability_event(False)
+        client.will_set(f"{self.prefix}/{offline.topic}", offline.body(), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        client.loop_start()
+        self._thread = threading.Thread(target=self._drain, name="edge-fer-mqtt", daemon=True)
+        self._thread.start()
+        logger.info("MQTT: publishing to %s:%d under %s/ (queue %s)", cfg.host, cfg.port, self.prefix, self.queue.path)
+
+    # -- paho callbacks (network thread: never raise) -------------------------------------
+    def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+        if state != self.state:
+            self.state = state
+            logger.log(level, "MQTT %s:%d: %s", self.host, self.port, message)
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            # A refused CONNACK (bad credentials, not authorised) is never "connected".
+            state = "auth_failed" if reason.value in (0x86, 0x87, 4, 5, 134, 135) else "refused"
+            self._set_state(state, f"connection refused: {reason}; retrying with back-off", logging.ERROR)
+            return
+        if self._connected_once:
+            self.reconnects += 1
+        self._connected_once = True
+        online = availability_event(True)
+        client.publish(f"{self.prefix}/{online.topic}", online.body(), qos=1, retain=True)
+        if self._command_handler is not None:
+            client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+        self._generation += 1  # the drain thread resends everything not yet acknowledged, in order
+        self._set_state("connected", "connected")
+        self._wake.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _u: Any) -> None:
+        self._set_state("disconnected", "broker unreachable; events are queued and will be sent when it is back", logging.WARNING)
+
+    def _on_disconnect(self, _client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._generation += 1
+        if not self._closing.is_set() and self.state == "connected":
+            self._set_state("disconnected", f"disconnected ({reason}); events are queued until it is back", logging.WARNING)
+        self._wake.set()
+
+    def _on_publish(self, _client: mqtt.Client, _u: Any, mid: int, _reason: Any, _props: Any) -> None:
+        self._acks.put(mid)
+        self._wake.set()
+
+    def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        handler = self._command_handler
+        name = message.topic.rsplit("/", 1)[-1]
+        if handler is None or not message.topic.startswith(f"{self.prefix}/cmd/") or name == "result":
+            return
+        try:
+            handler(name, bytes(message.payload[:4096]))
+        except Exception:  # noqa: BLE001 - a bad command must never kill paho's network thread
+            logger.exception("MQTT: command %r failed", name[:64])
+
+    def set_command_handler(self, handler: Callable[[str, bytes], None]) -> None:
+        """Receive ``(name, payload)`` for messages on ``<prefix>/cmd/<name>``."""
+        self._command_handler = handler
+        if self.state == "connected":
+            self._client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+
+    # -- the drain thread -----------------------------------------------------------------
+    def _drain(self) -> None:
+        inflight: dict[int, int] = {}  # mid → queue row id
+        last_sent = 0
+        generation = self._generation
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if generation != self._generation:
+                generation, last_sent = self._generation, 0
+                inflight.clear()
+            while True:
+                try:
+                    mid = self._acks.get_nowait()
+                except Empty:
+                    break
+                row_id = inflight.pop(mid, None)
+                if row_id is not None:
+                    self.queue.ack(row_id)
+                    self.acked += 1
+            connected = self.state == "connected"
+            if self._closing.is_set() and (not connected or (not inflight and self.queue.depth() == 0)):
+                return
+            room = INFLIGHT_MAX - len(inflight)
+            if not connected or room <= 0:
+                continue
+            for row_id, event in self.queue.peek(room, after_id=last_sent):
+                info = self._client.publish(f"{self.prefix}/{event.topic}", event.body(), qos=event.qos, retain=event.retain)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # disconnected meanwhile: the next connect resends from the oldest
+                inflight[info.mid] = row_id
+                last_sent = row_id
+                self.published += 1
+                self._wake.set()  # keep going while there is room and backlog
+
+    # -- Sink API -------------------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        """Queue `event` durably (or, for stats, publish it if connected) and return at once."""
+        if event.durable:
+            self.queue.put(event)
+            self._wake.set()
+            return
+        if self.state != "connected":
+            self.dropped_unqueued += 1
+            return
+        stamped = event.stamped(self.queue.device, self.queue.next_seq())
+        if stamped.payload is not None:
+            check_payload(stamped.payload)
+        self._client.publish(f"{self.prefix}/{stamped.topic}", stamped.body(), qos=stamped.qos, retain=stamped.retain)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "mqtt_state": self.state,
+            "queue_depth": self.queue.depth(),
+            "queue_dropped": self.queue.dropped,
+            "mqtt_published": self.published,
+            "mqtt_acked": self.acked,
+            "mqtt_reconnects": self.reconnects,
+        }
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what can be sent within `timeout_s`, publish `offline`, disconnect."""
+        deadline = time.monotonic() + timeout_s
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(max(deadline - time.monotonic(), 0.1))
+        if self.state == "connected":
+            offline = availability_event(False)
+            info = self._client.publish(f"{self.prefix}/{offline.topic}", offline.body(), qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(deadline - time.monotonic(), 1.0))
+            except (RuntimeError, ValueError):
+                pass
+        left = self.queue.depth()
+        if left:
+            logger.warning("MQTT: %d event(s) still queued in %s; they are sent on the next start", left, self.queue.path)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.queue.close()

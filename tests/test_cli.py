@@ -1,0 +1,75 @@
+"""Bad input at the command line: each failure has its exit code and a message that says what to do."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_fer.cli import main
+from tests.conftest import edge_fer
+
+
+def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for fragment in ("--source", "picamera2", "mqtt://", "exit codes", "--realtime"):
+        assert fragment in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["run", "--max-frames", "0"], "must be at least 1"),
+        (["run", "--realtime", "sometimes"], "expected on or off"),
+        (["run", "--sink", "kafka://x"], "unknown sink"),
+        (["bogus"], "invalid choice"),
+        (["models"], "choose an action"),
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], fragment: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert main(argv) == 2
+    assert fragment in caplog.text
+
+
+def test_bad_config_key_exits_2_with_the_key(tmp_path: Path, run_env: dict[str, str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[detector]\nscore_treshold = 0.4\n")
+    result = edge_fer(["run", "--config", str(cfg)], run_env, tmp_path)
+    assert result.returncode == 2
+    assert "detector.score_treshold: unknown key" in result.stderr
+
+
+def test_validate_config_prints_settings_without_password(tmp_path: Path, run_env: dict[str, str]) -> None:
+    result = edge_fer(["run", "--sink", "mqtt://u:hunter2@h", "--validate-config"], run_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"host": "h"' in result.stdout and "hunter2" not in result.stdout + result.stderr
+
+
+def test_unreadable_source_exits_3(tmp_path: Path, run_env: dict[str, str]) -> None:
+    result = edge_fer(["run", "--source", str(tmp_path / "nope.mp4"), "--max-frames", "5"], run_env, tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "nope.mp4" in result.stderr
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("this is not a video")
+    result = edge_fer(["run", "--source", str(not_video), "--max-frames", "5"], run_env, tmp_path)
+    assert result.returncode == 3, result.stderr
+
+
+def test_missing_and_corrupt_model_exit_4(tmp_path: Path, run_env: dict[str, str], models_dir: Path) -> None:
+    broken = tmp_path / "models"
+    shutil.copytree(models_dir, broken)
+    env = dict(run_env, EDGE_FER_MODELS__DIR=str(broken))
+    (broken / "mini_xception_fer.tflite").unlink()
+    result = edge_fer(["run", "--source", "demo", "--max-frames", "5"], env, tmp_path)
+    assert result.returncode == 4
+    assert "edge-fer models fetch" in result.stderr
+    (broken / "mini_xception_fer.tflite").write_bytes(b"\0" * 1000)
+    result = edge_fer(["run", "--source", "demo", "--max-frames", "5"], env, tmp_path)
+    assert result.returncode == 4
+    assert "sha256" in result.stderr
+    verify = edge_fer(["models", "verify"], env, tmp_path)
+    assert verify.returncode == 4 and "corrupt" in verify.stdout
