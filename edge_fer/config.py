@@ -293,9 +293,16 @@ def load_settings(
     data = merge(data, env_overrides(environ))
     if overrides:
         data = merge(data, overrides)
-    for spec in data.get("sinks", ()) if isinstance(data.get("sinks"), (list, tuple)) else ():
-        if isinstance(spec, str):
-            apply_sink_url(data, spec)
+    if isinstance(data.get("sinks"), (list, tuple)):
+        # URLs are folded into [mqtt] and replaced by their scheme, so that no password stays
+        # in `sinks` (which is logged and printed).
+        folded = []
+        for spec in data["sinks"]:
+            if isinstance(spec, str) and "://" in spec:
+                apply_sink_url(data, spec)
+                spec = spec.split("://", 1)[0]
+            folded.append(spec)
+        data["sinks"] = folded
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
