@@ -79,7 +79,7 @@ class CaptureThread:
         """The newest frame not yet taken; None after `timeout_s` or at the end of the source."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._slot is None:
+            while self._slot is None or self.stop_event.is_set():
                 if self.finished or self.stop_event.is_set():
                     return None
                 remaining = deadline - time.monotonic()

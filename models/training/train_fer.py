@@ -1,0 +1,271 @@
+"""Training recipe for edge-fer's own emotion model (FER2013 48x48 grey faces, 7 classes).
+
+    python models/training/train_fer.py train  --data ../shared/datasets/fer2013 --out RUN_DIR [--epochs N] [--seed S]
+    python models/training/train_fer.py export --data ../shared/datasets/fer2013 --out RUN_DIR --dest models/
+
+`train` resumes by itself from RUN_DIR/backup (Keras BackupAndRestore) when a run was cut off:
+run the same command again. Dependencies: `pip install -e '.[train]'` (TensorFlow CPU); none of
+them is needed at run time. The data path is an argument; the dataset is never copied into the
+repository (the tars are unpacked into RUN_DIR/data).
+
+Targets: the original FER2013 label, mixed with the FERPlus crowd votes of the same image
+(``--ferplus-weight``, default 0.3): an informed label smoothing that tells the network when
+annotators disagreed. All figures are reported against the original FER2013 labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# FERPlus vote columns mapped onto the FER2013 class order (contempt, unknown, NF are dropped).
+FERPLUS = ("ferplus_anger", "ferplus_disgust", "ferplus_fear", "ferplus_happiness", "ferplus_sadness", "ferplus_surprise", "ferplus_neutral")
+SIZE = 48
+
+
+def unpack(data: Path, work: Path) -> Path:
+    """Unpack the archives once into `work` (outside the repository)."""
+    target = work / "data"
+    if not (target / "public_test").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("train.tar", "public_test.tar"):
+            with tarfile.open(data / name) as tar:
+                tar.extractall(target, filter="data")
+    return target
+
+
+def load_split(data: Path, work: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (n,48,48) uint8, FER2013 labels (n,), FERPlus vote distributions (n,7); cached as .npz."""
+    cache = work / f"{split}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["x"], z["y"], z["votes"]
+    import cv2
+
+    root = unpack(data, work)
+    xs, ys, votes = [], [], []
+    with open(data / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] != split:
+                continue
+            img = cv2.imread(str(root / row["path"]), cv2.IMREAD_GRAYSCALE)
+            if img is None or img.shape != (SIZE, SIZE):
+                continue
+            xs.append(img)
+            ys.append(CLASSES.index(row["emotion"]))
+            v = np.array([float(row[c] or 0) for c in FERPLUS], np.float32)
+            votes.append(v / v.sum() if v.sum() > 0 else np.zeros(7, np.float32))
+    x, y, vt = np.stack(xs), np.array(ys, np.int64), np.stack(votes)
+    np.savez_compressed(cache, x=x, y=y, votes=vt)
+    return x, y, vt
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in range(len(CLASSES)):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        val.extend(idx[: int(round(len(idx) * fraction))])
+    val_mask = np.zeros(len(y), bool)
+    val_mask[val] = True
+    return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+
+
+def build_model(width: float = 1.0, dropout: float = 0.3):  # noqa: ANN201 - keras type
+    """A compact residual CNN for 48x48 faces: 4 stages (48, 24, 12, 6 px), squeeze-excitation
+    in the last two, global average pooling, softmax inside the model."""
+    import tensorflow as tf
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    def ch(n: int) -> int:
+        return max(8, int(round(n * width / 8)) * 8)
+
+    def conv_bn(x, filters, kernel=3):  # noqa: ANN001, ANN202
+        x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    def se(x, filters, ratio=8):  # noqa: ANN001, ANN202
+        s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+        s = layers.Conv2D(max(filters // ratio, 8), 1, activation="relu")(s)
+        s = layers.Conv2D(filters, 1, activation="sigmoid")(s)
+        return layers.Multiply()([x, s])
+
+    def res_block(x, filters, use_se):  # noqa: ANN001, ANN202
+        shortcut = x
+        y = conv_bn(x, filters)
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(y)
+        y = layers.BatchNormalization()(y)
+        if use_se:
+            y = se(y, filters)
+        if shortcut.shape[-1] != filters:
+            shortcut = layers.Conv2D(filters, 1, use_bias=False)(shortcut)
+            shortcut = layers.BatchNormalization()(shortcut)
+        return layers.ReLU()(layers.Add()([y, shortcut]))
+
+    inputs = keras.Input((SIZE, SIZE, 1), name="face")
+    x = conv_bn(inputs, ch(32))
+    x = conv_bn(x, ch(32))
+    x = layers.MaxPooling2D()(x)  # 24
+    x = res_block(x, ch(64), False)
+    x = layers.MaxPooling2D()(x)  # 12
+    x = res_block(x, ch(128), True)
+    x = layers.MaxPooling2D()(x)  # 6
+    x = res_block(x, ch(256), True)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probs")(x)
+    del tf
+    return keras.Model(inputs, outputs, name="edge_fer_emotion")
+
+
+def make_dataset(x: np.ndarray, targets: np.ndarray, batch: int, train: bool, seed: int):  # noqa: ANN201
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    ds = tf.data.Dataset.from_tensor_slices((x[..., None], targets))
+    if train:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE)
+    if train:
+        aug = tf.keras.Sequential(
+            [
+                layers.RandomFlip("horizontal", seed=seed),
+                layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # ±15°
+                layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed + 2),
+                layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+                layers.RandomContrast(0.3, seed=seed + 4),
+                layers.RandomBrightness(0.2, value_range=(0.0, 1.0), seed=seed + 5),
+            ]
+        )
+        ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def soft_targets(y: np.ndarray, votes: np.ndarray, weight: float, smoothing: float = 0.05) -> np.ndarray:
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[y]
+    has_votes = votes.sum(axis=1, keepdims=True) > 0
+    mixed = np.where(has_votes, (1 - weight) * onehot + weight * votes, onehot)
+    return (1 - smoothing) * mixed + smoothing / len(CLASSES)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import tensorflow as tf
+    from tensorflow import keras
+
+    tf.keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    x, y, votes = load_split(Path(args.data), out, "train")
+    tr, va = stratified_split(y, 0.1, args.seed)
+    np.save(out / "val_indices.npy", va)
+    targets = soft_targets(y, votes, args.ferplus_weight)
+    train_ds = make_dataset(x[tr], targets[tr], args.batch, True, args.seed)
+    val_ds = make_dataset(x[va], np.eye(len(CLASSES), dtype=np.float32)[y[va]], 512, False, args.seed)
+    steps = int(np.ceil(len(tr) / args.batch)) * args.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps - args.warmup * len(tr) // args.batch, alpha=0.01, warmup_target=args.lr, warmup_steps=args.warmup * len(tr) // args.batch
+    )
+    model = build_model(args.width, args.dropout)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    model.summary(print_fn=lambda s: None)
+    print(f"params {model.count_params():,}; train {len(tr)}, val {len(va)}; {args.epochs} epochs", flush=True)
+    (out / "config.json").write_text(json.dumps(vars(args), indent=2))
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_accuracy", save_best_only=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+    ]
+    start = time.time()
+    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=2)
+    model.save(out / "last.keras")
+    print(f"trained in {(time.time() - start) / 60:.1f} min", flush=True)
+
+
+def representative(x: np.ndarray, n: int, seed: int):  # noqa: ANN201
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(x), size=min(n, len(x)), replace=False)
+
+    def gen():  # noqa: ANN202
+        for i in picks:
+            yield [x[i][None, ..., None].astype(np.float32) / 255.0]
+
+    return gen
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    import tensorflow as tf
+    from tensorflow import keras
+
+    out = Path(args.out)
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(out / args.checkpoint)
+    x, y, _ = load_split(Path(args.data), out, "train")
+    saved = out / "saved_model"
+    model.export(str(saved))
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    (dest / "edge_fer_emotion_float.tflite").write_bytes(conv.convert())
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative(x, args.calibration, args.seed)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.uint8
+    (dest / "edge_fer_emotion_int8.tflite").write_bytes(conv.convert())
+    for name in ("edge_fer_emotion_float.tflite", "edge_fer_emotion_int8.tflite"):
+        print(f"{dest / name}: {(dest / name).stat().st_size / 1e6:.2f} MB")
+    if args.onnx:
+        try:
+            import tf2onnx
+
+            spec = (tf.TensorSpec((1, SIZE, SIZE, 1), tf.float32, name="face"),)
+            tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(dest / "edge_fer_emotion.onnx"))
+            print(f"{dest / 'edge_fer_emotion.onnx'} written")
+        except Exception as exc:  # noqa: BLE001 - ONNX is optional; say why it is missing
+            print(f"ONNX export skipped: {exc}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train (resumes from OUT/backup when cut off)")
+    export = sub.add_parser("export", help="write float and full-int8 TFLite (and ONNX) models")
+    for p in (train, export):
+        p.add_argument("--data", required=True, help="folder with train.tar, public_test.tar, labels.csv")
+        p.add_argument("--out", required=True, help="run folder (checkpoints, cache, logs); outside the repo")
+        p.add_argument("--seed", type=int, default=20261124)
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch", type=int, default=128)
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--warmup", type=int, default=2, help="warm-up epochs")
+    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument("--width", type=float, default=1.0, help="channel multiplier")
+    train.add_argument("--dropout", type=float, default=0.3)
+    train.add_argument("--ferplus-weight", type=float, default=0.3)
+    export.add_argument("--dest", default="models", help="where the .tflite files go")
+    export.add_argument("--checkpoint", default="best.keras")
+    export.add_argument("--calibration", type=int, default=500, help="training images used to calibrate int8")
+    export.add_argument("--onnx", action="store_true", help="also export ONNX (needs tf2onnx)")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    {"train": cmd_train, "export": cmd_export}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
