@@ -39,6 +39,7 @@ class Broker:
     port: int
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra_conf: str = "allow_anonymous true\n"
 
     @property
     def url(self) -> str:
@@ -47,7 +48,11 @@ class Broker:
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        import getpass
+
+        # `user` keeps mosquitto from dropping to its own account when the tests run as root,
+        # so it can read files the test made (password files, certificates).
+        conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\npersistence false\n{self.extra_conf}")
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10

@@ -1,0 +1,88 @@
+"""The payload whitelist: what could carry an image, an embedding or landmarks never passes."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_fer.errors import PublishError
+from edge_fer.sinks.payloads import (
+    availability_event,
+    check_payload,
+    micro_event,
+    stats_event,
+    summary_event,
+    track_event,
+)
+from edge_fer.types import MicroExpression, TrackSummary, WindowSummary
+
+SUMMARY = WindowSummary(
+    start_t=0.0, end_t=10.0, frames=240, fps=24.0, faces_max=2, faces_distinct=3, dwell_s=14.5, observations=300,
+    emotion_shares={"happy": 0.6, "neutral": 0.4}, mean_valence=0.48, mean_arousal=0.3, micro_expressions=1,
+)  # fmt: skip
+
+
+def test_summary_contract() -> None:
+    event = summary_event(SUMMARY)
+    assert (event.topic, event.qos, event.retain, event.durable) == ("summary", 1, False, True)
+    stamped = event.stamped("kiosk", 7)
+    payload = stamped.payload
+    assert payload is not None
+    assert payload["schema"] == 1 and payload["device"] == "kiosk" and payload["seq"] == 7
+    assert payload["ts"].endswith("Z") and "T" in payload["ts"]
+    assert payload["faces"] == {"max": 2, "distinct": 3, "dwell_s": 14.5}
+    assert payload["emotions"] == {"happy": 0.6, "neutral": 0.4}
+    assert json.loads(stamped.body()) == payload
+
+
+def test_other_builders() -> None:
+    track = track_event(TrackSummary(3, 1.0, 4.5, "happy", {"happy": 0.9, "sad": 0.1}, 0.7, 80)).payload
+    assert track == {"track_id": 3, "duration_s": 3.5, "observations": 80, "dominant_emotion": "happy",
+                     "emotions": {"happy": 0.9, "sad": 0.1}, "mean_valence": 0.7}  # fmt: skip
+    micro = micro_event(MicroExpression(2, "surprise", 10.0, 10.1, 10.3, 0.8)).payload
+    assert micro is not None and micro["duration_ms"] == pytest.approx(300.0) and micro["apex_ms"] == pytest.approx(100.0)
+    stats = stats_event({"fps": 24.0, "stages_ms": {"detect": 1.2}})
+    assert (stats.qos, stats.retain, stats.durable) == (0, True, False)
+    assert availability_event(False).body() == b"offline"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"crop": np.zeros((48, 48), np.uint8)},
+        {"thumbnail": b"\xff\xd8\xff\xe0"},
+        {"landmarks": [0.1] * 1404},
+        {"embedding": [[0.1] * 4] * 128},
+        {"image": base64.b64encode(b"x" * 300).decode()},
+        {"a": {"b": {"c": {"d": 1}}}},
+        {"nan": float("nan")},
+        {"many": {f"k{i}": i for i in range(100)}},
+        {"big": {f"{'k' * 50}{i}": "x" * 60 for i in range(40)}},
+        {"array_scalar_list": list(np.arange(20))},
+        {1: "non-string key"},
+    ],
+)
+def test_guard_refuses_anything_that_could_carry_image_data(payload: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(PublishError):
+        check_payload(payload)
+
+
+json_leaf = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=100)
+junk = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=24) | st.dictionaries(st.text(max_size=70), inner, max_size=50), max_leaves=60)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=20), junk, max_size=10))
+def test_guard_either_refuses_or_passes_small_json(payload: dict) -> None:  # type: ignore[type-arg]
+    try:
+        check_payload(payload)
+    except PublishError:
+        return
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False)  # as on the wire
+    assert len(text) <= 4096
+    assert json.loads(text) == payload
