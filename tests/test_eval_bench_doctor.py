@@ -1,0 +1,103 @@
+"""`edge-fer eval`, `bench` and `doctor` as users run them (assertions on behaviour, never on speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_fer import EMOTIONS
+from edge_fer.config import load_settings
+from edge_fer.evaluate import evaluate
+from edge_fer.temporal import Tracker
+from edge_fer.types import Frame
+from edge_fer.vision import EmotionClassifier, FaceDetector
+from tests.conftest import edge_fer
+
+EVAL_KEYS = {"model", "n", "accuracy", "macro_f1", "per_class", "confusion", "ms_per_face"}
+BENCH_KEYS = {"fps", "frames", "faces_per_frame", "stages_ms", "rss_mb", "startup_s", "overhead_ratio", "raw_invoke_ms_per_frame"}
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path:
+    """A tiny labelled set the test makes from the demo footage: aligned face crops of the
+    actress crying (first seconds, `sad`) and laughing (last seconds, `happy`), as 48x48 greys
+    like FER2013, plus one unreadable file."""
+    root = tmp_path_factory.mktemp("eval")
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}})
+    detector, classifier = FaceDetector.from_settings(settings), EmotionClassifier.from_settings(settings)
+    cap = cv2.VideoCapture(str(models_dir / "demo_wolfgang_langer_pexels.mp4"))
+    wanted = {**{i: "sad" for i in range(20, 120, 20)}, **{i: "happy" for i in range(340, 460, 20)}}
+    index = 0
+    while True:
+        ok, pixels = cap.read()
+        if not ok:
+            break
+        if index in wanted:
+            frame = Frame(pixels, index / 24, index)
+            tracks = Tracker().update(detector.detect(frame), frame.t)
+            crop = cv2.resize(classifier.align(frame, tracks.boxes[0], tracks.keypoints[0]), (48, 48), interpolation=cv2.INTER_AREA)
+            (root / wanted[index]).mkdir(exist_ok=True)
+            cv2.imwrite(str(root / wanted[index] / f"f{index:03d}.png"), crop)
+        index += 1
+    (root / "sad" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def test_eval_json_schema_counts_and_confusion(eval_dir: Path, run_env: dict[str, str], tmp_path: Path) -> None:
+    plot = tmp_path / "cm.png"
+    result = edge_fer(["eval", str(eval_dir), "--model", "mini_xception", "--json", "--plot", str(plot)], run_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert EVAL_KEYS <= set(record)
+    assert record["n"] == 11 and record["skipped"] == 1
+    cm = np.array(record["confusion"])
+    assert cm.shape == (7, 7) and cm.sum() == 11
+    assert cm[EMOTIONS.index("sad")].sum() == 5 and cm[EMOTIONS.index("happy")].sum() == 6
+    assert record["per_class"]["happy"]["n"] == 6 and record["per_class"]["angry"]["n"] == 0
+    assert record["accuracy"] >= 0.8  # the baseline reads these clear expressions right
+    assert 0 <= record["macro_f1"] <= 1 and record["ms_per_face"] > 0
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_uses_the_pipeline_preprocessing(eval_dir: Path, models_dir: Path) -> None:
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}})
+    classifier = EmotionClassifier.from_settings(settings)
+    result = evaluate(classifier, eval_dir, model_name="mini_xception", batch=4)
+    crops = [cv2.imread(str(p)) for p in sorted((eval_dir / "happy").glob("*.png"))]
+    direct = np.argmax(classifier.classify_crops(crops), axis=1)
+    happy_rows = result.y_pred[result.y_true == EMOTIONS.index("happy")]
+    assert list(happy_rows) == list(direct)
+
+
+def test_eval_bad_input(tmp_path: Path, run_env: dict[str, str]) -> None:
+    result = edge_fer(["eval", str(tmp_path / "nowhere")], run_env, tmp_path)
+    assert result.returncode == 2 and "not a folder" in result.stderr
+    (tmp_path / "empty" / "happy").mkdir(parents=True)
+    result = edge_fer(["eval", str(tmp_path / "empty")], run_env, tmp_path)
+    assert result.returncode == 2 and "no images" in result.stderr
+    result = edge_fer(["eval", str(tmp_path / "empty"), "--model", "blazeface_short"], run_env, tmp_path)
+    assert result.returncode == 4 and "unknown emotion" in result.stderr
+
+
+def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = edge_fer(["bench", "--frames", "60", "--json"], run_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert BENCH_KEYS <= set(record)
+    assert record["frames"] == 60 and record["faces_per_frame"] == pytest.approx(1.0)
+    assert {"detect", "classify", "capture"} <= set(record["stages_ms"])
+    assert record["invokes"]["detect"] == 60 and 0 < record["invokes"]["classify"] <= 60
+    assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
+
+
+def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = edge_fer(["doctor", "--source", "demo"], run_env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("python", "tflite runtime", "models", "edge tpu", "source demo"):
+        assert name in result.stdout
+    result = edge_fer(["doctor", "--source", "v4l2:9"], run_env, tmp_path)
+    assert result.returncode == 1 and "[FAIL] source v4l2:9" in result.stdout and "v4l2-ctl" in result.stdout
