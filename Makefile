@@ -21,7 +21,7 @@ help:
 demo: install models
 	$(BIN)/edge-fer run $(DEMO_ARGS)
 
-test: install models mosquitto
+test: install models mosquitto lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(BIN)/python:
@@ -47,6 +47,7 @@ mosquitto:
 
 lint: install
 	$(BIN)/python -m ruff check edge_fer tests
+	$(BIN)/python -m ruff format --check edge_fer tests
 	$(BIN)/python -m mypy edge_fer
 
 clean:

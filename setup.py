@@ -31,7 +31,8 @@ setup(
         # picamera2 on Raspberry Pi OS is best taken from apt (python3-picamera2) in a venv
         # created with --system-site-packages; this extra is for other set-ups.
         "pi": ["picamera2>=0.3.12"],
-        "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff>=0.4", "mypy>=1.8"],
+        # Linters pinned: a new release with new rules must not turn CI red by itself.
+        "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff==0.17.6", "mypy==2.4.1"],
         "eval": ["matplotlib>=3.7", "tqdm>=4.60"],
         "onnx": ["onnxruntime>=1.17"],
         "train": ["tensorflow-cpu>=2.15", "tf2onnx>=1.16", "matplotlib>=3.7"],

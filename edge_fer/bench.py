@@ -52,4 +52,3 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None) -> dict[s
         "overhead_ratio": round(pipeline_ms / raw_ms, 3) if raw_ms else None,
         "dropped_frames": report.capture.get("dropped", 0),
     }
-

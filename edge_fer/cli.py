@@ -64,7 +64,7 @@ def _positive_float(value: str) -> float:
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError (exit code 2, our message style) instead of exiting."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
@@ -244,8 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record))
         return 0
-    print(f"model {name}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} "
-          f"{record['ms_per_face']:.3f} ms/face")
+    print(f"model {name}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} {record['ms_per_face']:.3f} ms/face")
     print(f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'n':>6}")
     for label, v in record["per_class"].items():
         print(f"{label:<10} {v['precision']:>9.3f} {v['recall']:>7.3f} {v['f1']:>7.3f} {v['n']:>6}")

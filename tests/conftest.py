@@ -62,7 +62,7 @@ class Broker:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}")
+                    raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}") from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening within 10 s")
 
@@ -181,6 +181,4 @@ def edge_fer(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float =
     """Run the real CLI in a subprocess (the same entry point users run)."""
     import sys
 
-    return subprocess.run(
-        [sys.executable, "-m", "edge_fer", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s
-    )
+    return subprocess.run([sys.executable, "-m", "edge_fer", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s)

@@ -102,16 +102,14 @@ def test_4_no_frame_or_image_is_written_to_disk(events_run: tuple[Collector, str
                         check_payload(json.loads(cell))
 
 
-def test_2_track_ids_are_small_and_restart_with_the_process(
-    broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_2_track_ids_are_small_and_restart_with_the_process(broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path) -> None:
     env = dict(run_env, EDGE_FER_AGGREGATE__PRIVACY_LEVEL="events")
     first_ids = []
     for _ in range(2):
         before = len(collector.topic("/event/track"))
         result = edge_fer(["run", "--source", "demo", "--sink", broker.url, "--max-frames", "48", "--realtime", "off"], env, tmp_path)
         assert result.returncode == 0, result.stderr
-        assert collector.wait_for(lambda ms: sum(m.topic.endswith("/event/track") for m in ms) > before)
+        assert collector.wait_for(lambda ms, before=before: sum(m.topic.endswith("/event/track") for m in ms) > before)
         ids = [m.json()["track_id"] for m in collector.topic("/event/track")[before:]]
         assert all(isinstance(i, int) and 1 <= i < 1000 for i in ids)
         first_ids.append(min(ids))

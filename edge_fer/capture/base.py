@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from edge_fer.config import SourceConfig
@@ -15,8 +15,7 @@ from edge_fer.registry import Registry
 from edge_fer.types import Frame
 
 SPEC_HELP = (
-    "accepted sources: picamera2[:N], v4l2:N (or a bare camera index N), a video file, a folder of images, "
-    "rtsp://… or http(s)://… streams, demo"
+    "accepted sources: picamera2[:N], v4l2:N (or a bare camera index N), a video file, a folder of images, rtsp://… or http(s)://… streams, demo"
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -47,9 +46,9 @@ class FrameSource(Protocol):
     def close(self) -> None:
         """Release the device; safe to call twice."""
 
-    def __enter__(self) -> FrameSource: ...
+    def __enter__(self) -> Any: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None: ...
 
 
 class SourceBase:

@@ -58,9 +58,7 @@ class OpenCVSource(SourceBase):
         if isinstance(self.target, int):
             device = Path(f"/dev/video{self.target}")
             if not device.exists():
-                raise SourceError(
-                    f"camera {device} not found: is it connected and enabled? List cameras with `v4l2-ctl --list-devices`"
-                )
+                raise SourceError(f"camera {device} not found: is it connected and enabled? List cameras with `v4l2-ctl --list-devices`")
             cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
         else:
             cap = cv2.VideoCapture(self.target)

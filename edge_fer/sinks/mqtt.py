@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from queue import Empty, SimpleQueue
 from collections.abc import Callable
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -46,9 +46,7 @@ class MqttSink:
         cfg = settings.mqtt
         self.prefix = settings.topic_prefix
         self.host, self.port = cfg.host, cfg.port
-        self.queue = queue or DurableQueue(
-            settings.state_dir / "queue.sqlite3", settings.device_id, cfg.queue_max_rows, cfg.queue_max_bytes
-        )
+        self.queue = queue or DurableQueue(settings.state_dir / "queue.sqlite3", settings.device_id, cfg.queue_max_rows, cfg.queue_max_bytes)
         self.state = "connecting"
         self.published = 0
         self.acked = 0

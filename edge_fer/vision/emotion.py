@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 class EmotionClassifier:

@@ -13,9 +13,7 @@ from edge_fer.types import Detections, Frame
 from edge_fer.vision.blazeface import VARIANTS, FaceDetector, generate_anchors
 
 # Faces of multi_face.jpg (xyxy) as found by the full-range model, checked by eye.
-GROUP_FACES = np.array(
-    [[519, 320, 632, 434], [677, 303, 787, 414], [436, 222, 521, 307], [208, 69, 323, 184], [309, 243, 422, 357]], np.float32
-)
+GROUP_FACES = np.array([[519, 320, 632, 434], [677, 303, 787, 414], [436, 222, 521, 307], [208, 69, 323, 184], [309, 243, 422, 357]], np.float32)
 PORTRAIT_FACE = np.array([160, 172, 381, 392], np.float32)
 
 
