@@ -103,6 +103,12 @@ class AggregateConfig(_Section):
     stats_interval_s: float = Field(30.0, ge=1, le=3600, description="How often health stats are published.")
 
 
+class HealthConfig(_Section):
+    hot_c: float = Field(75.0, ge=40, le=110, description="SoC temperature (°C) above which the frame rate is capped.")
+    hot_fps: float = Field(5.0, gt=0, le=60, description="Frame-rate cap while the SoC is hot.")
+    remote_control: bool = Field(True, description="Accept whitelisted commands on <prefix>/cmd/<name> (pause, resume, set, status).")
+
+
 class MqttConfig(_Section):
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(1883, ge=1, le=65535)
@@ -160,6 +166,7 @@ class Settings(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     tracker: TrackerConfig = TrackerConfig()
     aggregate: AggregateConfig = AggregateConfig()
+    health: HealthConfig = HealthConfig()
     mqtt: MqttConfig = MqttConfig()
 
     @field_validator("device_id")

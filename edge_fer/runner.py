@@ -20,20 +20,14 @@ from typing import IO, Any
 from edge_fer import __version__
 from edge_fer.capture import CaptureThread, source_from_spec
 from edge_fer.config import Settings
+from edge_fer.control import Command, CommandError, CommandInbox, apply_set, parse_command
+from edge_fer.health import SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
 from edge_fer.sinks import Sink, build_sinks
-from edge_fer.sinks.payloads import Event, stats_event, summary_event, track_event
+from edge_fer.sinks.payloads import Event, cmd_result_event, stats_event, summary_event, track_event
 from edge_fer.types import Tracks
 
 logger = logging.getLogger(__name__)
-
-
-def cpu_temperature_c() -> float | None:
-    """SoC temperature from the kernel's first thermal zone (Pi, Jetson, most Linux boards)."""
-    try:
-        return int(Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()) / 1000.0
-    except (OSError, ValueError):
-        return None
 
 
 def rss_mb() -> float:
@@ -95,6 +89,8 @@ class Runner:
         sinks: list[Sink],
         stop_event: threading.Event | None = None,
         started_at: float | None = None,
+        notifier: SystemdNotifier | None = None,
+        thermal: ThermalGuard | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -105,6 +101,48 @@ class Runner:
         self._started = started_at if started_at is not None else time.monotonic()
         self._last_stats = 0.0
         self.on_result: Callable[[FrameResult], None] | None = None
+        self.notifier = notifier or SystemdNotifier()
+        self.thermal = thermal or ThermalGuard(settings.health.hot_c, settings.health.hot_fps)
+        self.inbox = CommandInbox()
+        self.paused = False
+        if settings.health.remote_control:
+            for sink in sinks:
+                if hasattr(sink, "set_command_handler"):
+                    sink.set_command_handler(self.inbox.submit)
+
+    def _handle_commands(self) -> None:
+        for name, payload in self.inbox.drain():
+            request_id = None
+            try:
+                command = parse_command(name, payload)
+                request_id = command.request_id
+                values = self._apply(command)
+                event = cmd_result_event(name, True, "ok", request_id, **values)
+            except CommandError as exc:
+                logger.warning("remote command %r refused: %s", name[:24], exc)
+                extra = {"allowed": list(exc.allowed)} if exc.allowed else {}
+                event = cmd_result_event(name, False, str(exc), request_id, **extra)
+            self._publish(event)
+
+    def _apply(self, command: Command) -> dict[str, Any]:
+        if command.name == "pause":
+            self.paused = True
+            logger.info("paused by remote command")
+        elif command.name == "resume":
+            self.paused = False
+            logger.info("resumed by remote command")
+        elif command.name == "set":
+            new = apply_set(self.settings, command.values)
+            pipeline = self.pipeline
+            pipeline.aggregator.window_s = new.aggregate.window_s
+            pipeline.aggregator.min_faces = new.aggregate.min_faces
+            pipeline.detector.score_threshold = new.detector.score_threshold
+            pipeline.every_n_frames = new.classifier.every_n_frames
+            pipeline.smoother.tau_s = new.classifier.smoothing_s
+            self.settings = new
+            logger.info("settings changed by remote command: %s", ", ".join(f"{k}={v}" for k, v in command.values.items()))
+            return {"applied": {k: v for k, v in command.values.items()}}
+        return {"paused": self.paused, "frames": self.report.frames, "uptime_s": round(time.monotonic() - self._started, 1)}
 
     def _publish(self, event: Event) -> None:
         with self.pipeline.timer.time("publish"):
@@ -133,11 +171,17 @@ class Runner:
             "source_state": str(cap.get("state", "")),
             "source_reopens": int(cap.get("reopens", 0)),
             "rss_mb": round(rss_mb(), 1),
-            "cpu_temp_c": cpu_temperature_c(),
+            "cpu_temp_c": self.thermal.temperature_c if self.thermal.temperature_c is not None else read_temperature_c(),
             "detector": self.settings.models.detector,
             "emotion_model": self.settings.models.emotion,
             "stages_ms": {k: v["p50"] for k, v in self.pipeline.timer.percentiles().items()},
+            "paused": self.paused,
+            "thermal_limited": self.thermal.hot,
+            "commands_dropped": self.inbox.dropped,
         }
+        throttled = read_throttled()
+        if throttled is not None:
+            stats["throttling"] = throttled
         for sink in self.sinks:
             stats.update(getattr(sink, "health", dict)())
         return stats
@@ -167,6 +211,11 @@ class Runner:
                         break
                     continue
                 timer.record("capture", (time.perf_counter() - wait_start) * 1000.0)
+                self._handle_commands()
+                if self.paused:
+                    self.notifier.frame_processed(time.monotonic(), "paused")  # frames still flow
+                    continue
+                frame_start = time.monotonic()
                 result = self.pipeline.process(frame)
                 last_t = frame.t
                 self.report.frames += 1
@@ -178,11 +227,17 @@ class Runner:
                 if self.on_result is not None:
                     self.on_result(result)
                 self._maybe_stats()
+                now = time.monotonic()
+                self.notifier.frame_processed(now, f"{self.report.frames} frames")
+                rest = self.thermal.min_frame_interval_s(now) - (now - frame_start)
+                if rest > 0:
+                    self.stop_event.wait(rest)
         finally:
             summary, ended = self.pipeline.finish(last_t)
             if self.report.frames:
                 self._emit(FrameResult(-1, last_t, Tracks.empty(), (), ended, summary))
                 self._publish(stats_event(self.stats()))
+            self.notifier.stopping()
             self.report.wall_s = time.monotonic() - start
             self.report.stages_ms = timer.percentiles()
             self.report.capture = self.capture.stats()

@@ -170,9 +170,10 @@ def stats_event(stats: Mapping[str, Any]) -> Event:
     return _event("stats", dict(stats), qos=0, retain=True, durable=False)
 
 
-def cmd_result_event(command: str, ok: bool, message: str, **values: Any) -> Event:
-    """`<prefix>/cmd/result`: the answer to a remote command."""
-    return _event("cmd/result", {"command": command[:MAX_STRING], "ok": ok, "message": message[:MAX_STRING], **values}, durable=False)
+def cmd_result_event(command: str, ok: bool, message: str, request_id: str | None = None, **values: Any) -> Event:
+    """`<prefix>/cmd/result`: the answer to a remote command (``values`` must pass the guard)."""
+    payload = {"command": command[:MAX_STRING], "id": request_id, "ok": ok, "message": message[:MAX_STRING], **values}
+    return _event("cmd/result", payload, durable=False)
 
 
 def availability_event(online: bool) -> Event:

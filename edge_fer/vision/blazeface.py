@@ -120,13 +120,23 @@ class FaceDetector:
         if self._boxes_out.shape[-2] != len(self.anchors) or self._boxes_out.shape[-1] != 16:
             raise ModelError(f"{model.path.name}: outputs {self._boxes_out.shape} do not match {len(self.anchors)} anchors x 16")
         self._out_order = [model.outputs.index(self._boxes_out), model.outputs.index(self._scores_out)]
-        # Logit threshold: comparing raw scores skips the sigmoid for the ~900 anchors per frame.
-        self._logit_threshold = float(np.log(score_threshold / (1 - score_threshold)))
         self.score_threshold = score_threshold
         self.min_face_px = min_face_px
         self.nms_iou = nms_iou
         self.max_faces = max_faces
         self._square: np.ndarray | None = None
+
+    @property
+    def score_threshold(self) -> float:
+        return self._score_threshold
+
+    @score_threshold.setter
+    def score_threshold(self, value: float) -> None:
+        if not 0 < value < 1:
+            raise ValueError(f"score_threshold must be in (0, 1), got {value}")
+        self._score_threshold = value
+        # Comparing raw logits skips the sigmoid for the ~900 anchors of every frame.
+        self._logit_threshold = float(np.log(value / (1 - value)))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FaceDetector:

@@ -1,0 +1,132 @@
+"""Remote commands: strict parsing, fuzzed payloads, and the round trip through a real broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.publish as publish
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_fer.config import load_settings
+from edge_fer.control import LIVE_KEYS, CommandError, CommandInbox, apply_set, parse_command
+from edge_fer.sinks.payloads import check_payload, cmd_result_event
+from tests.conftest import Broker, Collector
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "fragment"),
+    [
+        ("reboot", b"", "unknown command"),
+        ("set", b"", "needs at least one key"),
+        ("set", b"{", "not valid JSON"),
+        ("set", b"\xff\xfe", "not valid JSON"),
+        ("set", b"[1, 2]", "JSON object"),
+        ("set", b'{"mqtt.host": "evil"}', "not live-tunable"),
+        ("set", b'{"aggregate.window_s": [1]}', "number or a string"),
+        ("set", b'{"aggregate.window_s": true}', "number or a string"),
+        ("pause", b'{"now": 1}', "takes no arguments"),
+        ("status", b'{"id": 5}', "id must be a string"),
+        ("set", b"x" * 5000, "at most 4096"),
+    ],
+)
+def test_malformed_commands_are_refused_with_a_reason(name: str, payload: bytes, fragment: str) -> None:
+    with pytest.raises(CommandError, match=fragment):
+        parse_command(name, payload)
+
+
+def test_valid_commands() -> None:
+    assert parse_command("pause", b"").name == "pause"
+    assert parse_command("status", b'{"id": "r1"}').request_id == "r1"
+    cmd = parse_command("set", b'{"aggregate.window_s": 5, "aggregate.privacy_level": "events"}')
+    new = apply_set(load_settings(environ={}), cmd.values)
+    assert new.aggregate.window_s == 5 and new.aggregate.privacy_level == "events"
+    with pytest.raises(CommandError, match="aggregate.window_s"):
+        apply_set(load_settings(environ={}), {"aggregate.window_s": -1})
+    with pytest.raises(CommandError, match="aggregate.privacy_level"):
+        apply_set(load_settings(environ={}), {"aggregate.privacy_level": "everything"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["pause", "resume", "status", "set", "", "x" * 80, "set/../x"]), st.binary(max_size=300))
+def test_fuzzed_payloads_only_ever_give_command_errors(name: str, payload: bytes) -> None:
+    try:
+        cmd = parse_command(name, payload)
+    except CommandError as exc:
+        event = cmd_result_event(name, False, str(exc), None, **({"allowed": list(exc.allowed)} if exc.allowed else {}))
+        assert event.payload is not None
+        check_payload(event.payload)  # every answer passes the privacy guard
+        return
+    assert cmd.name in ("pause", "resume", "status", "set")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from([*LIVE_KEYS, "id", "other"]), json_values, max_size=4))
+def test_fuzzed_set_objects_are_applied_or_refused_never_crash(data: dict) -> None:  # type: ignore[type-arg]
+    base = load_settings(environ={})
+    try:
+        cmd = parse_command("set", json.dumps(data).encode())
+        new = apply_set(base, cmd.values)
+    except (CommandError, ValueError):
+        return
+    assert new.mqtt == base.mqtt  # only live keys can change
+
+
+def test_inbox_is_bounded() -> None:
+    inbox = CommandInbox(maxsize=2)
+    for _ in range(5):
+        inbox.submit("status", b"")
+    assert len(inbox.drain()) == 2 and inbox.dropped == 3
+
+
+def test_commands_round_trip_through_the_broker(broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_fer", "run", "--source", "demo", "--sink", broker.url, "--duration", "20", "--window", "1"],
+        env=run_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert collector.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 30)
+        prefix = "edge_fer/test-device/cmd"
+        sent = [
+            ("set", b'{"aggregate.min_faces": 5, "id": "k"}'),
+            ("status", b'{"id": "s1"}'),
+            ("set", b"{not json"),
+            ("launch", b""),
+            ("pause", b""),
+            ("status", b'{"id": "s2"}'),
+        ]
+        for name, payload in sent:
+            publish.single(f"{prefix}/{name}", payload, qos=1, hostname="127.0.0.1", port=broker.port)
+            time.sleep(0.05)  # noqa: keeps the commands in order across separate connections
+        assert collector.wait_for(lambda ms: sum(m.topic.endswith("/cmd/result") for m in ms) >= 6, 30)
+        results = [m.json() for m in collector.topic("/cmd/result")]
+        by_id = {r["id"]: r for r in results if r["id"]}
+        assert by_id["k"]["ok"] and by_id["k"]["applied"] == {"aggregate.min_faces": 5}
+        assert by_id["s1"]["ok"] and by_id["s1"]["paused"] is False
+        assert by_id["s2"]["paused"] is True
+        errors = [r for r in results if not r["ok"]]
+        assert {r["command"] for r in errors} == {"set", "launch"}
+        assert next(r for r in errors if r["command"] == "launch")["allowed"] == ["pause", "resume", "status", "set"]
+        # min_faces = 5 with one face on screen: later summaries carry counts but no emotions.
+        assert collector.wait_for(lambda ms: any(m.topic.endswith("/summary") and m.json()["suppressed"] for m in ms), 30)
+        assert proc.poll() is None  # none of it crashed the service
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
