@@ -113,7 +113,7 @@ def test_commands_round_trip_through_the_broker(broker: Broker, collector: Colle
         ]
         for name, payload in sent:
             publish.single(f"{prefix}/{name}", payload, qos=1, hostname="127.0.0.1", port=broker.port)
-            time.sleep(0.05)  # noqa: keeps the commands in order across separate connections
+            time.sleep(0.05)  # keeps the commands in order across separate connections
         assert collector.wait_for(lambda ms: sum(m.topic.endswith("/cmd/result") for m in ms) >= 6, 30)
         results = [m.json() for m in collector.topic("/cmd/result")]
         by_id = {r["id"]: r for r in results if r["id"]}

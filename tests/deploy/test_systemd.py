@@ -46,7 +46,7 @@ def received(sock: socket.socket) -> list[str]:
     while True:
         try:
             out.append(sock.recv(4096).decode())
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return out
 
 
