@@ -1,0 +1,173 @@
+"""Reliability with real processes and a real broker: TLS, SIGKILL with events queued, the queue
+bound, and a broker outage in the middle of a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_fer.config import load_settings
+from edge_fer.sinks.mqtt import MqttSink
+from edge_fer.sinks.payloads import Event
+from tests.conftest import Broker, Collector, edge_fer, free_port
+
+
+def wait_until(predicate: object, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert))
+    return key, cert
+
+
+def make_server_cert(directory: Path, ca_key: Path, ca_cert: Path) -> tuple[Path, Path]:
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+            "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return key, cert
+
+
+def test_tls_with_test_made_certificates(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ca_key, ca_cert = make_ca(tmp_path, "test-ca")
+    server_key, server_cert = make_server_cert(tmp_path, ca_key, ca_cert)
+    _, other_ca = make_ca(tmp_path, "someone-else")
+    broker = Broker(
+        port=free_port(),
+        workdir=tmp_path,
+        extra_conf=f"allow_anonymous true\ncafile {ca_cert}\ncertfile {server_cert}\nkeyfile {server_key}\n",
+    )
+    broker.start()
+    try:
+        good = load_settings(
+            environ={},
+            overrides={"device_id": "tls", "state_dir": str(tmp_path / "a"), "sinks": [f"mqtts://127.0.0.1:{broker.port}"],
+                       "mqtt": {"ca_file": str(ca_cert)}},
+        )  # fmt: skip
+        assert good.mqtt.tls
+        sink = MqttSink(good)
+        assert wait_until(lambda: sink.state == "connected")
+        sink.publish(Event("summary", {"frames": 1}))
+        assert wait_until(lambda: sink.queue.depth() == 0)  # acknowledged over TLS
+        sink.close()
+        wrong = good.model_copy(update={"state_dir": tmp_path / "b", "mqtt": good.mqtt.model_copy(update={"ca_file": other_ca})})
+        bad = MqttSink(wrong)
+        assert wait_until(lambda: bad.state == "disconnected")
+        bad.publish(Event("summary", {"frames": 2}))
+        assert bad.state != "connected" and bad.queue.depth() == 1  # kept for when the CA is fixed
+        bad.close(timeout_s=1)
+        assert caplog.text.count("broker unreachable") == 1  # logged once, not per retry
+    finally:
+        broker.stop()
+    missing = good.model_copy(update={"mqtt": good.mqtt.model_copy(update={"ca_file": tmp_path / "nope.crt"})})
+    from edge_fer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mqtt.ca_file"):
+        MqttSink(missing)
+
+
+def queued(state_dir: Path) -> int:
+    db = state_dir / "queue.sqlite3"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_with_events_queued_and_broker_down(broker: Broker, run_env: dict[str, str], tmp_path: Path) -> None:
+    state = Path(run_env["EDGE_FER_STATE_DIR"])
+    broker.stop()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_fer", "run", "--source", "demo", "--sink", broker.url, "--window", "0.5"],
+        env=run_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: queued(state) >= 4)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown, no flush
+        proc.wait(10)
+    before = queued(state)
+    assert before >= 4
+    broker.start()
+    collector = Collector(broker.port)
+    try:
+        result = edge_fer(["run", "--source", "demo", "--sink", broker.url, "--max-frames", "12", "--realtime", "off"], run_env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert collector.wait_for(lambda ms: sum(m.topic.endswith("/summary") for m in ms) >= before)
+        seqs = [m.json()["seq"] for m in collector.topic("/summary")]
+        assert seqs[:before] == list(range(seqs[0], seqs[0] + before))  # the killed run's events, in order
+        assert queued(state) == 0
+    finally:
+        collector.close()
+
+
+def test_queue_bound_holds_while_the_broker_is_down(broker: Broker, run_env: dict[str, str], tmp_path: Path) -> None:
+    broker.stop()
+    env = dict(run_env, EDGE_FER_MQTT__QUEUE_MAX_ROWS="10", EDGE_FER_AGGREGATE__STATS_INTERVAL_S="1")
+    result = edge_fer(
+        ["run", "--source", "demo", "--sink", broker.url, "--sink", "stdout", "--max-frames", "480", "--window", "0.5", "--realtime", "off"],
+        env,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summaries = [line for line in result.stdout.splitlines() if "/summary" in line]
+    assert len(summaries) >= 38  # 20 s of footage in 0.5-s windows
+    state = Path(run_env["EDGE_FER_STATE_DIR"])
+    assert queued(state) == 10
+    disk = sum(p.stat().st_size for p in state.glob("queue.sqlite3*"))
+    assert disk < 256_000
+    stats = [json.loads(line) for line in result.stdout.splitlines() if "/stats" in line]
+    assert stats[-1]["queue_dropped"] == len(summaries) - 10
+    assert "event queue full" in result.stderr
+
+
+def test_broker_outage_mid_run_every_summary_arrives(broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path) -> None:
+    """mosquitto killed for 30 s while the pipeline runs, then restarted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_fer", "run", "--source", "demo", "--sink", broker.url, "--window", "1", "--duration", "45"],
+        env=run_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert collector.wait_for(lambda ms: sum(m.topic.endswith("/summary") for m in ms) >= 3, 30)
+        collector.close()
+        broker.proc.kill()  # type: ignore[union-attr]  # the broker dies, no goodbye
+        broker.proc.wait()  # type: ignore[union-attr]
+        time.sleep(30)  # the outage itself is the thing under test
+        broker.start()
+        late = Collector(broker.port)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert late.wait_for(lambda ms: any(m.payload == b"offline" for m in ms), 30)
+        seqs = sorted({m.json()["seq"] for m in collector.topic("/summary") + late.topic("/summary")})
+        assert seqs == list(range(seqs[0], seqs[-1] + 1))  # no gap: every summary arrived
+        assert len(seqs) >= 40
+        assert queued(Path(run_env["EDGE_FER_STATE_DIR"])) == 0
+        assert err.count("events are queued until it is back") == 1
+        late.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
