@@ -101,18 +101,24 @@ class Message:
 class Collector:
     """A plain paho subscriber on `#` that records every message (the test's view of the broker)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, auth: tuple[str, str] | None = None, topic: str = "#", timeout_s: float = 10.0) -> None:
         import threading
 
         import paho.mqtt.client as mqtt
 
         self.messages: list[Message] = []
         self._cond = threading.Condition()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-collector-{port}")
+        subscribed = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-collector-{port}-{id(self)}")
+        if auth:
+            self._client.username_pw_set(*auth)
         self._client.on_message = self._on_message
-        self._client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self._client.on_subscribe = lambda *_: subscribed.set()
         self._client.connect_async("127.0.0.1", port)
         self._client.loop_start()
+        if not subscribed.wait(timeout_s):  # messages published after this line are seen
+            raise RuntimeError(f"test subscriber could not subscribe on 127.0.0.1:{port}")
 
     def _on_message(self, _client: object, _userdata: object, msg: object) -> None:
         with self._cond:
@@ -142,20 +148,10 @@ class Collector:
 @pytest.fixture
 def collector(broker: Broker) -> Iterator[Collector]:
     c = Collector(broker.port)
-    _wait_connected(c)
     try:
         yield c
     finally:
         c.close()
-
-
-def _wait_connected(c: Collector, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if c._client.is_connected():
-            return True
-        time.sleep(0.02)
-    raise RuntimeError("test subscriber could not connect to mosquitto")
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ class MqttSink:
         self._closing = threading.Event()
         self._connected_once = False
         self._command_handler: Callable[[str, bytes], None] | None = None
+        self.commands_subscribed = threading.Event()
 
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -92,6 +93,7 @@ class MqttSink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
         client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
         client.loop_start()
@@ -127,6 +129,7 @@ class MqttSink:
 
     def _on_disconnect(self, _client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._generation += 1
+        self.commands_subscribed.clear()
         if not self._closing.is_set() and self.state == "connected":
             self._set_state("disconnected", f"disconnected ({reason}); events are queued until it is back", logging.WARNING)
         self._wake.set()
@@ -134,6 +137,12 @@ class MqttSink:
     def _on_publish(self, _client: mqtt.Client, _u: Any, mid: int, _reason: Any, _props: Any) -> None:
         self._acks.put(mid)
         self._wake.set()
+
+    def _on_subscribe(self, _client: mqtt.Client, _u: Any, _mid: int, reasons: Any, _props: Any) -> None:
+        if reasons and not reasons[0].is_failure:
+            self.commands_subscribed.set()
+        else:
+            logger.error("MQTT: the broker refused the subscription to %s/cmd/+ (%s); remote control is off", self.prefix, reasons)
 
     def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         handler = self._command_handler

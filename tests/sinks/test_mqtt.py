@@ -114,7 +114,7 @@ def test_malformed_commands_never_kill_the_network_thread(broker: Broker, collec
         json.loads(payload)  # raises on junk: the sink must survive it
 
     sink.set_command_handler(handler)
-    assert wait_until(lambda: sink.state == "connected")
+    assert sink.commands_subscribed.wait(20)
     import paho.mqtt.publish as publish
 
     for payload in (b"\xff\xfe garbage", b"{", b"x" * 100_000, b'{"ok": 1}'):
