@@ -33,14 +33,18 @@ class _WindowAcc:
     attending: int = 0
     attention_n: int = 0
     micro: int = 0
+    uncertain: int = 0
+    confidence_sum: float = 0.0
+    total: int = 0
 
 
 class Aggregator:
     """Accumulates what the pipeline saw and closes fixed windows of `window_s` seconds.
 
-    Emotion shares are the mean probability mass per class over all face observations of the
-    window (they sum to 1): a window where one face looked 70 % happy for half the time and
+    Emotion shares are the mean probability mass per class over the confident face observations
+    of the window (they sum to 1): a window where one face looked 70 % happy for half the time and
     neutral otherwise reports happy ≈ 0.35 — an average of expressions, not of people.
+    Uncertain observations (below the abstention threshold) are counted but not averaged.
 
     Args:
         labels: class names of the emotion model, in probability order.
@@ -74,6 +78,11 @@ class Aggregator:
         w.distinct.update(int(i) for i in seen)
         w.dwell_s += dt * len(seen)
         for obs in observations:
+            w.total += 1
+            if obs.uncertain:
+                w.uncertain += 1
+                continue
+            w.confidence_sum += obs.confidence
             if w.prob_sum is None:
                 w.prob_sum = np.zeros(len(obs.probs), np.float64)
             w.prob_sum += obs.probs
@@ -120,13 +129,15 @@ class Aggregator:
             faces_max=w.faces_max,
             faces_distinct=len(w.distinct),
             dwell_s=w.dwell_s,
-            observations=w.n,
+            observations=w.total,
             emotion_shares=shares,
             mean_valence=valence,
             mean_arousal=arousal,
             micro_expressions=w.micro,
             attention_share=(w.attending / w.attention_n) if w.attention_n and not suppressed else None,
             suppressed=suppressed,
+            uncertain=w.uncertain,
+            mean_confidence=(w.confidence_sum / w.n) if w.n and not suppressed else None,
         )
 
     def end_tracks(self, track_ids: Sequence[int]) -> list[TrackSummary]:

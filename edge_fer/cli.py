@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     _setup_logging(settings.log_level)
     if args.validate_config:
+        settings.deployment.check_lawful()
         print(json.dumps(settings.model_dump(mode="json", exclude={"mqtt": {"password"}}), indent=2))
         return 0
     from edge_fer.runner import run

@@ -86,6 +86,12 @@ class ClassifierConfig(_Section):
     smoothing_s: float = Field(
         0.3, ge=0.0, le=10.0, description="Time constant (s) of the per-track exponential smoothing of probabilities (0 = none)."
     )
+    min_confidence: float = Field(
+        0.35,
+        ge=0.0,
+        lt=1.0,
+        description="Abstention: a face whose top probability is below this is `uncertain`: counted, but kept out of shares.",
+    )
 
 
 class TrackerConfig(_Section):
@@ -101,6 +107,36 @@ class AggregateConfig(_Section):
         "summary", description="summary: window summaries only; events: also per-track and micro-expression events."
     )
     stats_interval_s: float = Field(30.0, ge=1, le=3600, description="How often health stats are published.")
+
+
+CONTEXTS = ("retail", "kiosk", "home", "research", "workplace", "education")
+#: EU AI Act (Regulation 2024/1689) Art. 5(1)(f): emotion inference is prohibited in workplaces and
+#: education institutions, except for medical or safety reasons.
+RESTRICTED_CONTEXTS = ("workplace", "education")
+EXEMPT_PURPOSES = ("medical", "safety")
+
+
+class DeploymentConfig(_Section):
+    context: Literal["retail", "kiosk", "home", "research", "workplace", "education"] = Field(
+        "kiosk", description="Where the device runs; workplace and education need purpose medical or safety (EU AI Act Art. 5(1)(f))."
+    )
+    purpose: str = Field("", max_length=64, description="Why emotions are measured (e.g. audience feedback, medical, safety).")
+    controller: str = Field("", max_length=64, description="Who is responsible for the processing (shown in the notice and the privacy message).")
+    retention_days: int = Field(30, ge=0, le=3650, description="How long consumers should keep the aggregates (published, for audit).")
+
+    def check_lawful(self) -> None:
+        """Refuse the prohibited uses of Art. 5(1)(f) EU AI Act.
+
+        Raises:
+            ConfigError: context is workplace or education and purpose is not medical or safety.
+        """
+        if self.context in RESTRICTED_CONTEXTS and self.purpose.strip().lower() not in EXEMPT_PURPOSES:
+            raise ConfigError(
+                f"deployment.context = {self.context!r}: the EU AI Act (Regulation 2024/1689, Art. 5(1)(f)) prohibits "
+                "inferring emotions of people in workplaces and education institutions, except for medical or safety "
+                "reasons. edge-fer will not start. If this deployment serves a medical or safety purpose, set "
+                'deployment.purpose = "medical" or "safety" (and document why); otherwise do not deploy it here.'
+            )
 
 
 class HealthConfig(_Section):
@@ -166,6 +202,7 @@ class Settings(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     tracker: TrackerConfig = TrackerConfig()
     aggregate: AggregateConfig = AggregateConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
     health: HealthConfig = HealthConfig()
     mqtt: MqttConfig = MqttConfig()
 

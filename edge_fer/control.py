@@ -29,6 +29,7 @@ LIVE_KEYS = (
     "detector.score_threshold",
     "classifier.every_n_frames",
     "classifier.smoothing_s",
+    "classifier.min_confidence",
 )
 MAX_PAYLOAD = 4096
 

@@ -89,6 +89,7 @@ class Pipeline:
         every_n_frames: a stable track is re-classified every N processed frames; a new
             (not yet stable) track every frame.
         stable_hits: detections after which a track counts as stable.
+        min_confidence: abstention threshold on the (smoothed) top probability.
         timer: collects per-stage latencies.
     """
 
@@ -99,6 +100,7 @@ class Pipeline:
     aggregator: Aggregator
     every_n_frames: int = 2
     stable_hits: int = 3
+    min_confidence: float = 0.0
     timer: StageTimer = field(default_factory=StageTimer)
     _memo: dict[int, _TrackMemo] = field(default_factory=dict)
     _processed: int = 0
@@ -122,6 +124,7 @@ class Pipeline:
             aggregator=Aggregator(classifier.labels, settings.aggregate.window_s, settings.aggregate.min_faces),
             every_n_frames=settings.classifier.every_n_frames,
             stable_hits=settings.tracker.stable_hits,
+            min_confidence=settings.classifier.min_confidence,
         )
 
     def process(self, frame: Frame) -> FrameResult:
@@ -174,6 +177,7 @@ class Pipeline:
                     arousal=arousal,
                     fresh=True,
                     smoothed=self.smoother.tau_s > 0,
+                    uncertain=float(probs[k]) < self.min_confidence,
                 )
                 self._memo[track_id] = _TrackMemo(last_classified=n, observation=obs)
             elif memo is not None and memo.observation is not None:
@@ -189,6 +193,7 @@ class Pipeline:
                     arousal=prev.arousal,
                     fresh=False,
                     smoothed=prev.smoothed,
+                    uncertain=prev.uncertain,
                 )
             else:
                 continue

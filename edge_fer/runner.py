@@ -24,7 +24,7 @@ from edge_fer.control import Command, CommandError, CommandInbox, apply_set, par
 from edge_fer.health import SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
 from edge_fer.sinks import Sink, build_sinks
-from edge_fer.sinks.payloads import Event, cmd_result_event, stats_event, summary_event, track_event
+from edge_fer.sinks.payloads import Event, cmd_result_event, privacy_event, stats_event, summary_event, track_event
 from edge_fer.types import Tracks
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,9 @@ class Runner:
             pipeline.detector.score_threshold = new.detector.score_threshold
             pipeline.every_n_frames = new.classifier.every_n_frames
             pipeline.smoother.tau_s = new.classifier.smoothing_s
+            pipeline.min_confidence = new.classifier.min_confidence
             self.settings = new
+            self._publish(privacy_event(new))  # the retained audit record follows the live settings
             logger.info("settings changed by remote command: %s", ", ".join(f"{k}={v}" for k, v in command.values.items()))
             return {"applied": {k: v for k, v in command.values.items()}}
         return {"paused": self.paused, "frames": self.report.frames, "uptime_s": round(time.monotonic() - self._started, 1)}
@@ -267,6 +269,14 @@ def run(
         SourceError: the source cannot be opened (exit code 3).
         ConfigError: a bad setting found while building (exit code 2).
     """
+    settings.deployment.check_lawful()
+    logger.info(
+        "deployment context %s, purpose %s, controller %s, aggregates to be kept %d days",
+        settings.deployment.context,
+        settings.deployment.purpose or "(not given)",
+        settings.deployment.controller or "(not given)",
+        settings.deployment.retention_days,
+    )
     logger.info(
         "edge-fer %s starting: device %s, source %s, sinks %s, privacy level %s, min_faces %d (pid %d)",
         __version__,
@@ -298,6 +308,7 @@ def run(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, lambda *_: stop_event.set())
         runner = Runner(settings, pipeline, capture, sinks, stop_event, started_at)
+        runner._publish(privacy_event(settings))
         report = runner.run(max_frames=max_frames, duration_s=duration_s)
     finally:
         for number, handler in previous.items():

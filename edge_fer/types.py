@@ -151,6 +151,8 @@ class FaceObservation:
         action_units: optional AU intensities in [0, 1] by AU name (``"AU12"``).
         head_pose: optional ``(yaw, pitch, roll)`` in degrees.
         attending: optional, face turned towards the camera.
+        uncertain: the top probability is below the abstention threshold: the face is counted
+            but kept out of emotion shares, valence and arousal.
     """
 
     track_id: int
@@ -166,6 +168,7 @@ class FaceObservation:
     action_units: dict[str, float] | None = None
     head_pose: tuple[float, float, float] | None = None
     attending: bool | None = None
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,10 @@ class TrackSummary:
 class WindowSummary:
     """Anonymous statistics over one aggregation window.
 
+    ``uncertain`` counts the face observations below the abstention threshold; they are in
+    ``observations`` but not in the shares. ``mean_confidence`` is the mean top probability of
+    the observations that the shares are made of.
+
     ``emotion_shares``, ``mean_valence`` and ``mean_arousal`` are None when the window saw
     fewer distinct faces than ``min_faces`` (k-anonymity), or no classified face at all.
     """
@@ -223,4 +230,6 @@ class WindowSummary:
     micro_expressions: int
     attention_share: float | None = None
     suppressed: bool = False
+    uncertain: int = 0
+    mean_confidence: float | None = None
     extra: dict[str, float] = field(default_factory=dict)

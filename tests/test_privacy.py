@@ -25,7 +25,10 @@ ALLOWED_KEYS = {
     "schema", "device", "seq", "ts", "window", "start", "end", "seconds", "frames", "fps", "faces", "max",
     "distinct", "dwell_s", "suppressed", "emotions", "valence", "arousal", "attention_share", "micro_expressions",
     "track_id", "duration_s", "dominant_emotion", "mean_valence", "observations", "first_ts", "last_ts",
-    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt",
+    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt", "uncertain", "confidence",
+    # <prefix>/privacy: the audit record of the device's settings
+    "context", "purpose", "controller", "retention_days", "min_faces", "privacy_level", "min_confidence", "window_s",
+    "images_leave_device", "face_recognition", "remote_control",
 }  # fmt: skip
 
 

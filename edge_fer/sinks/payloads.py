@@ -12,10 +12,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_fer.errors import PublishError
 from edge_fer.types import MicroExpression, TrackSummary, WindowSummary
+
+if TYPE_CHECKING:
+    from edge_fer.config import Settings
 
 SCHEMA = 1
 MAX_STRING = 64
@@ -125,8 +128,15 @@ def summary_event(s: WindowSummary) -> Event:
             "window": {"seconds": round(s.end_t - s.start_t, 3)},
             "frames": s.frames,
             "fps": round(s.fps, 2),
-            "faces": {"max": s.faces_max, "distinct": s.faces_distinct, "dwell_s": round(s.dwell_s, 2)},
+            "faces": {
+                "max": s.faces_max,
+                "distinct": s.faces_distinct,
+                "dwell_s": round(s.dwell_s, 2),
+                "observations": s.observations,
+                "uncertain": s.uncertain,
+            },
             "suppressed": s.suppressed,
+            "confidence": _r(s.mean_confidence),
             "emotions": _shares(s.emotion_shares),
             "valence": _r(s.mean_valence),
             "arousal": _r(s.mean_arousal),
@@ -174,6 +184,29 @@ def cmd_result_event(command: str, ok: bool, message: str, request_id: str | Non
     """`<prefix>/cmd/result`: the answer to a remote command (``values`` must pass the guard)."""
     payload = {"command": command[:MAX_STRING], "id": request_id, "ok": ok, "message": message[:MAX_STRING], **values}
     return _event("cmd/result", payload, durable=False)
+
+
+def privacy_event(settings: Settings) -> Event:
+    """`<prefix>/privacy` (QoS 1, retained): the device's privacy settings, for anyone to audit."""
+    d, a = settings.deployment, settings.aggregate
+    return _event(
+        "privacy",
+        {
+            "context": d.context,
+            "purpose": d.purpose or None,
+            "controller": d.controller or None,
+            "retention_days": d.retention_days,
+            "min_faces": a.min_faces,
+            "privacy_level": a.privacy_level,
+            "min_confidence": settings.classifier.min_confidence,
+            "window_s": a.window_s,
+            "images_leave_device": False,
+            "face_recognition": False,
+            "remote_control": settings.health.remote_control,
+        },
+        qos=1,
+        retain=True,
+    )
 
 
 def availability_event(online: bool) -> Event:
