@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="manifest name, or a .tflite file listed in the manifest (default: config models.emotion)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="save the normalised confusion matrix")
+    evaluate.add_argument(
+        "--fit-temperature",
+        action="store_true",
+        help="fit the calibration temperature on DIR (held-out training data, never the test split) and print it",
+    )
 
     bench = sub.add_parser(
         "bench",
@@ -238,6 +243,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"models": settings.models.model_copy(update={"emotion": name})})
     classifier = EmotionClassifier.from_settings(settings)
     progress = _progress_bar("eval", disable=args.json)
+    if args.fit_temperature:
+        from edge_fer.calibration import apply_temperature, expected_calibration_error, fit_temperature
+
+        classifier.temperature = 1.0
+        raw = evaluate(classifier, args.dir, model_name=name, progress=progress)
+        assert raw.probs is not None
+        temperature = fit_temperature(raw.probs, raw.y_true)
+        fitted = {
+            "model": name,
+            "n": int(len(raw.y_true)),
+            "temperature": temperature,
+            "ece_before": round(expected_calibration_error(raw.probs, raw.y_true), 4),
+            "ece_after": round(expected_calibration_error(apply_temperature(raw.probs, temperature), raw.y_true), 4),
+        }
+        print(json.dumps(fitted) if args.json else "\n".join(f"{k:<12} {v}" for k, v in fitted.items()))
+        return 0
     result = evaluate(classifier, args.dir, model_name=name, progress=progress)
     record = result.to_dict()
     if args.plot:
@@ -245,7 +266,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record))
         return 0
-    print(f"model {name}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} {record['ms_per_face']:.3f} ms/face")
+    print(
+        f"model {name}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} "
+        f"ECE {record['ece']:.4f}, {record['ms_per_face']:.3f} ms/face"
+    )
     print(f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'n':>6}")
     for label, v in record["per_class"].items():
         print(f"{label:<10} {v['precision']:>9.3f} {v['recall']:>7.3f} {v['f1']:>7.3f} {v['n']:>6}")

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from edge_fer import EMOTIONS
+from edge_fer.calibration import expected_calibration_error
 from edge_fer.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class EvalResult:
     y_pred: np.ndarray
     ms_per_face: float
     skipped: int
+    probs: np.ndarray | None = None
 
     def confusion(self) -> np.ndarray:
         k = len(self.labels)
@@ -66,6 +68,7 @@ class EvalResult:
             "confusion": cm.tolist(),
             "ms_per_face": round(self.ms_per_face, 4),
             "skipped": self.skipped,
+            "ece": round(expected_calibration_error(self.probs, self.y_true), 4) if self.probs is not None else None,
         }
 
 
@@ -101,6 +104,7 @@ def evaluate(
     items = list_images(root, labels)
     y_true: list[int] = []
     y_pred: list[int] = []
+    all_probs: list[np.ndarray] = []
     skipped = 0
     infer_s = 0.0
     faces = 0
@@ -121,6 +125,7 @@ def evaluate(
             infer_s += time.perf_counter() - t
             faces += len(crops)
             y_pred.extend(int(i) for i in np.argmax(probs, axis=1))
+            all_probs.append(probs)
             y_true.extend(truths)
         if progress is not None:
             progress(min(start + batch, len(items)), len(items))
@@ -131,6 +136,7 @@ def evaluate(
         y_pred=np.array(y_pred, np.int64),
         ms_per_face=1000.0 * infer_s / max(faces, 1),
         skipped=skipped,
+        probs=np.concatenate(all_probs) if all_probs else np.zeros((0, len(labels)), np.float32),
     )
 
 

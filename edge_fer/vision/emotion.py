@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
+from edge_fer.calibration import apply_temperature
 from edge_fer.errors import ModelError
 from edge_fer.models import ModelEntry, resolve
 from edge_fer.runtime import Model, load_model
 from edge_fer.types import Frame, Tracks
-from edge_fer.vision.align import DEFAULT_MARGIN, align_face
+from edge_fer.vision.align import DEFAULT_MARGIN, align_face, crop_for_model
 
 if TYPE_CHECKING:
     from edge_fer.config import Settings
 
+logger = logging.getLogger(__name__)
+
+#: Keys every emotion entry of the manifest must give (see models/manifest.toml).
+CONTRACT_KEYS = ("input_size", "channels", "scale", "offset", "output", "labels")
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 class EmotionClassifier:
@@ -29,83 +37,138 @@ class EmotionClassifier:
 
     The manifest entry says (``entry.extra``): ``input_size [H, W]``, ``channels`` (1 grey,
     3 RGB), the normalisation ``x = pixel * scale + offset``, ``output`` (``probs`` or
-    ``logits``), ``labels`` in output order and ``crop_margin`` (defaults to the aligner's).
-    Quantization parameters are read from the model itself.
+    ``logits``), ``labels`` in output order, and optionally ``crop_margin`` (border around the
+    face box; default `DEFAULT_MARGIN`) and ``temperature`` (calibration, default 1).
+    Quantization parameters are read from the model itself: an int8/uint8 input is quantized
+    and an int8/uint8 output dequantized with the tensors' own scale and zero point.
 
     Args:
         model: the loaded emotion model.
-        entry: its manifest entry.
+        entry: its manifest entry (kind ``emotion``).
 
     Raises:
-        ModelError: the contract is incomplete or does not match the model's tensors.
+        ModelError: the contract is incomplete or invalid, or does not match the model's
+            tensors (input shape or channels, number of outputs vs labels).
     """
 
     def __init__(self, model: Model, entry: ModelEntry) -> None:
         contract: dict[str, Any] = entry.extra
-        missing = [k for k in ("input_size", "channels", "scale", "offset", "output", "labels") if k not in contract]
+        name = entry.name
+        missing = [k for k in CONTRACT_KEYS if k not in contract]
         if missing:
-            raise ModelError(f"manifest entry {entry.name!r} lacks {', '.join(missing)}")
-        self.model = model
-        self.name = entry.name
-        self.input_hw: tuple[int, int] = (int(contract["input_size"][0]), int(contract["input_size"][1]))
-        self.channels = int(contract["channels"])
-        self.scale = float(contract["scale"])
-        self.offset = float(contract["offset"])
+            raise ModelError(f"manifest entry {name!r} lacks {', '.join(missing)} (the emotion model contract, see models/manifest.toml)")
+        try:
+            h, w = (int(v) for v in contract["input_size"])
+            self.channels = int(contract["channels"])
+            self.scale = float(contract["scale"])
+            self.offset = float(contract["offset"])
+            self.margin = float(contract.get("crop_margin", DEFAULT_MARGIN))
+            # Fitted on held-out data by `edge-fer eval --fit-temperature`; settable (cli.py).
+            self.temperature = float(contract.get("temperature", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"manifest entry {name!r}: malformed contract ({exc})") from exc
+        self.input_hw: tuple[int, int] = (h, w)
         self.output_kind = str(contract["output"])
-        self.labels: tuple[str, ...] = tuple(contract["labels"])
-        self.margin = float(contract.get("crop_margin", DEFAULT_MARGIN))
-        shape = model.input.shape
-        expected = (self.input_hw[0], self.input_hw[1], self.channels)
-        if len(shape) != 4 or tuple(shape[1:]) != expected:
-            raise ModelError(f"{entry.name}: the manifest says input {expected} but {model.path.name} takes {shape[1:]}")
+        self.labels: tuple[str, ...] = tuple(str(label) for label in contract["labels"])
+        if h < 1 or w < 1:
+            raise ModelError(f"{name}: input_size must be two positive integers, got {contract['input_size']!r}")
+        if self.channels not in (1, 3):
+            raise ModelError(f"{name}: channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if not (math.isfinite(self.scale) and self.scale > 0 and math.isfinite(self.offset)):
+            raise ModelError(f"{name}: scale must be > 0 and offset finite, got scale={self.scale}, offset={self.offset}")
         if self.output_kind not in ("probs", "logits"):
-            raise ModelError(f"{entry.name}: output must be probs or logits, got {self.output_kind!r}")
-        out_shape = model.outputs[0].shape
-        if out_shape[-1] != len(self.labels):
-            raise ModelError(f"{entry.name}: {len(self.labels)} labels but the model outputs {out_shape[-1]} values")
-        self._batch = np.zeros(shape, model.input.dtype)
+            raise ModelError(f"{name}: output must be 'probs' or 'logits', got {self.output_kind!r}")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ModelError(f"{name}: labels must be non-empty and unique, got {list(self.labels)}")
+        if self.margin < 0:
+            raise ModelError(f"{name}: crop_margin must be >= 0, got {self.margin}")
+        if self.temperature <= 0:
+            raise ModelError(f"{name}: temperature must be > 0, got {self.temperature}")
+        shape = model.input.shape
+        expected = (h, w, self.channels)
+        if len(shape) != 4 or tuple(shape[1:]) != expected:
+            raise ModelError(
+                f"{name}: the manifest says input (H, W, C) = {expected} but {model.path.name} takes {tuple(shape[1:])}; fix the manifest entry"
+            )
+        if model.input.dtype not in (np.float32, np.int8, np.uint8):
+            raise ModelError(f"{name}: unsupported input dtype {model.input.dtype} (float32, int8 or uint8)")
+        out = model.outputs[0]
+        if out.shape[-1] != len(self.labels) or int(np.prod(out.shape)) != shape[0] * len(self.labels):
+            raise ModelError(f"{name}: {len(self.labels)} labels but the model outputs {out.shape}")
+        self.model = model
+        self.name = name
+        self._batch = int(shape[0])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmotionClassifier:
+        """The classifier named by ``settings.models.emotion`` (a manifest entry of kind emotion).
+
+        Raises:
+            ModelError: unknown, missing or corrupt model, or a contract mismatch.
+        """
         entry, path = resolve(settings.models.emotion, settings.models.dir, "emotion")
         return cls(load_model(path, num_threads=settings.runtime.num_threads, backend=settings.runtime.backend), entry)
 
-    def _to_input(self, crop: np.ndarray) -> np.ndarray:
-        """A crop of any size (grey or BGR) → the model's input tensor (one face)."""
-        if self.channels == 1 and crop.ndim == 3:
-            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        elif self.channels == 3:
-            crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB if crop.ndim == 2 else cv2.COLOR_BGR2RGB)
-        h, w = self.input_hw
-        if crop.shape[:2] != (h, w):
-            area = crop.shape[0] * crop.shape[1] > h * w
-            crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
-        x = crop.astype(np.float32).reshape(1, h, w, self.channels) * np.float32(self.scale) + np.float32(self.offset)
+    def align(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """The crop the pipeline classifies: eyes levelled, at the model's input size, grey for
+        a 1-channel model, else BGR (uint8 ``(H, W)`` or ``(H, W, 3)``)."""
+        return align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=self.channels == 1)
+
+    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+        """One face crop (grey or BGR, any size) → the model's input tensor ``(1, H, W, C)``:
+        `crop_for_model`, then ``pixel * scale + offset``, then quantized when the input is
+        int8/uint8. The only path to the model, for the pipeline and for eval alike."""
+        pixels = crop_for_model(crop, self.input_hw, self.channels)
+        x = pixels[None].astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
         return self.model.input.quantize(x)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
-        raw = self.model.run(x)[0]
-        scores = self.model.outputs[0].dequantize(raw).reshape(-1)
-        probs = softmax(scores) if self.output_kind == "logits" else np.clip(scores, 0.0, None)
-        return (probs / max(float(probs.sum()), 1e-9)).astype(np.float32)
-
-    def align(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-        """The crop the pipeline classifies: eyes levelled, at the model's input size."""
-        return align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=self.channels == 1)
+        """``(n, H, W, C)`` input tensors → ``(n, k)`` probabilities, run in chunks of the
+        model's fixed batch size (1 for the usual models: one invoke per face)."""
+        n, batch, k = len(x), self._batch, len(self.labels)
+        rows = []
+        for start in range(0, n, batch):
+            chunk = x[start : start + batch]
+            if len(chunk) < batch:  # a fixed-batch model: pad the last chunk
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+            raw = self.model.run(chunk)[0]
+            rows.append(self.model.outputs[0].dequantize(raw).reshape(batch, k)[: min(batch, n - start)])
+        scores = np.concatenate(rows)
+        if self.output_kind == "logits":
+            probs = softmax(scores)
+        else:  # dequantized int8 probabilities need not sum to exactly 1
+            probs = np.clip(scores, 0.0, None)
+            probs = probs / np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
+        return np.asarray(apply_temperature(probs.astype(np.float32), self.temperature), np.float32)
 
     def classify(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, np.ndarray]:
-        """Probabilities (in `labels` order) for the tracks selected by the boolean mask `which`
-        (default: every track seen in this frame), keyed by track id."""
-        mask = tracks.seen if which is None else which
+        """Probabilities for some of the tracks in `frame`.
+
+        Args:
+            frame: the frame the tracks' boxes refer to.
+            tracks: the tracker's output for this frame.
+            which: ``(n,)`` bool mask of the tracks to classify; default: those matched in this
+                frame (``tracks.seen``); a coasting track's stale box is never worth a crop.
+
+        Returns:
+            track id → ``(k,)`` float32 probabilities summing to 1, in `labels` order.
+        """
+        mask = tracks.seen if which is None else np.asarray(which, bool)
+        if mask.shape != (len(tracks),):
+            raise ValueError(f"which must be a bool mask of shape ({len(tracks)},), got {mask.shape}")
         out: dict[int, np.ndarray] = {}
         for i in np.flatnonzero(mask):
             crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
-            out[int(tracks.ids[i])] = self._infer(self._to_input(crop))
+            out[int(tracks.ids[i])] = self._infer(self.preprocess(crop))[0]
         return out
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """``(n, k)`` probabilities for face crops of any size (e.g. FER2013's 48×48 greys):
-        the same resize → normalise → quantize path as `classify` after alignment."""
-        if not crops:
+        """``(n, k)`` float32 probabilities for face crops of any size, grey or BGR (e.g.
+        FER2013's 48×48 greys, for `edge-fer eval`): exactly the resize → normalise → quantize
+        path of `classify` after alignment."""
+        if len(crops) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return np.stack([self._infer(self._to_input(c)) for c in crops])
+        return self._infer(np.concatenate([self.preprocess(c) for c in crops]))
+
+    def __repr__(self) -> str:
+        return f"EmotionClassifier({self.name}, input={self.input_hw}x{self.channels}, labels={len(self.labels)})"

@@ -27,3 +27,33 @@ def test_mixture_is_the_expectation_and_batch_agrees() -> None:
     batch = valence_arousal_batch(np.stack([onehot("happy"), probs]), EMOTIONS)
     assert batch.shape == (2, 2) and batch[1, 0] == pytest.approx(valence)
     assert valence_arousal(np.ones(2, np.float32), ["happy", "unknown-label"]) == pytest.approx((0.8, 0.5))
+
+
+def test_neutral_is_the_origin_and_mixtures_stay_in_range() -> None:
+    assert valence_arousal(onehot("neutral"), EMOTIONS) == pytest.approx((0.0, 0.0))
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(len(EMOTIONS)), 200).astype(np.float32)
+    va = valence_arousal_batch(probs, EMOTIONS)
+    assert va.shape == (200, 2) and va.dtype == np.float32
+    assert np.all(np.abs(va) <= 1)
+    # unnormalised input is still clipped to [-1, 1]
+    assert valence_arousal(3 * onehot("happy"), EMOTIONS) == pytest.approx((1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("probs", "labels"),
+    [(np.ones(6, np.float32), EMOTIONS), (np.ones((2, 7), np.float32), EMOTIONS), (np.ones(7, np.float32), ("happy",))],
+)
+def test_shape_mismatch_is_refused(probs: np.ndarray, labels: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        valence_arousal(probs, labels)
+
+
+def test_batch_shapes_and_label_spellings() -> None:
+    assert valence_arousal_batch(np.zeros((0, 7), np.float32), EMOTIONS).shape == (0, 2)
+    with pytest.raises(ValueError, match="shape"):
+        valence_arousal_batch(np.ones(7, np.float32), EMOTIONS)
+    ferplus = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+    sad = np.eye(8, dtype=np.float32)[3]
+    assert valence_arousal(sad, ferplus) == valence_arousal(onehot("sad"), EMOTIONS)
+    assert valence_arousal(np.eye(8, dtype=np.float32)[7], ferplus)[0] < 0  # contempt
