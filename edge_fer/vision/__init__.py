@@ -1,10 +1,13 @@
-"""Pure vision stages: face detection, alignment, emotion classification, affect mapping."""
+"""Pure vision stages: face detection, alignment, emotion classification, affect mapping.
+
+Arrays in, values out: no threads, no clocks, no I/O besides loading a model in `from_settings`.
+"""
 
 from __future__ import annotations
 
-from edge_fer.vision.affect import valence_arousal
-from edge_fer.vision.align import align_face
+from edge_fer.vision.affect import valence_arousal, valence_arousal_batch
+from edge_fer.vision.align import align_face, crop_for_model
 from edge_fer.vision.blazeface import FaceDetector
 from edge_fer.vision.emotion import EmotionClassifier
 
-__all__ = ["EmotionClassifier", "FaceDetector", "align_face", "valence_arousal"]
+__all__ = ["EmotionClassifier", "FaceDetector", "align_face", "crop_for_model", "valence_arousal", "valence_arousal_batch"]
