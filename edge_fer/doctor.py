@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import sys
@@ -68,6 +69,66 @@ def _broker(settings: Settings) -> Check:
     return Check("broker", True, f"{host}:{port} reachable", required=False)
 
 
+def _state_dir(settings: Settings) -> Check:
+    import shutil
+
+    path = settings.state_dir
+    probe = path if path.exists() else next((p for p in path.parents if p.exists()), path)
+    free_mb = shutil.disk_usage(probe).free / 1e6
+    writable = os.access(probe, os.W_OK)
+    need_mb = settings.mqtt.queue_max_bytes * 2 / 1e6  # payloads plus sqlite overhead
+    ok = writable and free_mb > need_mb
+    detail = f"{path}: {free_mb:,.0f} MB free, queue bound {settings.mqtt.queue_max_bytes / 1e6:.0f} MB"
+    if not writable:
+        detail += "; not writable by this user (systemd: StateDirectory=edge-fer)"
+    elif not ok:
+        detail += f"; need about {need_mb:.0f} MB: lower mqtt.queue_max_bytes or free disk space"
+    return Check("queue storage", ok, detail)
+
+
+def _service(settings: Settings) -> Check:
+    """What a running edge-fer reported last: its retained `<prefix>/stats` on the broker."""
+    if not any(s.startswith("mqtt") for s in settings.sinks):
+        return Check("running service", True, "no MQTT sink: run `systemctl status edge-fer` to see it", required=False)
+    import json
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    got: dict[str, object] = {}
+    done = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-fer-doctor-{os.getpid()}")
+    cfg = settings.mqtt
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.resolved_password())
+    if cfg.tls:
+        client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            got.update(json.loads(msg.payload))
+        except ValueError:
+            pass
+        done.set()
+
+    client.on_connect = lambda c, *_: c.subscribe(f"{settings.topic_prefix}/stats", qos=0)
+    client.on_message = on_message
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=10)
+    except OSError:
+        return Check("running service", False, "broker unreachable: cannot read the service's stats", required=False)
+    client.loop_start()
+    done.wait(3.0)
+    client.loop_stop()
+    client.disconnect()
+    if not got:
+        return Check("running service", False, f"no stats retained on {settings.topic_prefix}/stats: is edge-fer running?", required=False)
+    keys = ("source_state", "inference_state", "mqtt_state", "fps", "queue_depth", "queue_dropped", "dropped_frames", "uptime_s")
+    state = ", ".join(f"{k}={got[k]}" for k in keys if k in got)
+    healthy = got.get("source_state") in ("running", "finished") and got.get("inference_state", "ok") == "ok"
+    return Check("running service", healthy, f"last stats: {state}", required=False)
+
+
 def _source(settings: Settings, spec: str) -> Check:
     from edge_fer.capture import source_from_spec
 
@@ -83,7 +144,7 @@ def _source(settings: Settings, spec: str) -> Check:
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:
     """Print each check; exit code 1 when a required check fails, else 0."""
-    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _broker)]
+    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _state_dir, _broker, _service)]
     checks.append(_source(settings, source or settings.source.spec))
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")

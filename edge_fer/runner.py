@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import resource
 import signal
 import threading
@@ -16,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import cv2
 
 from edge_fer import __version__
 from edge_fer.capture import CaptureThread, source_from_spec
@@ -105,10 +108,22 @@ class Runner:
         self.thermal = thermal or ThermalGuard(settings.health.hot_c, settings.health.hot_fps)
         self.inbox = CommandInbox()
         self.paused = False
+        self.inference_state = "ok"
+        self.inference_failures = 0
+        self.inference_failures_total = 0
         if settings.health.remote_control:
             for sink in sinks:
                 if hasattr(sink, "set_command_handler"):
                     sink.set_command_handler(self.inbox.submit)
+
+    def _inference_failed(self, exc: BaseException) -> None:
+        self.inference_failures += 1
+        self.inference_failures_total += 1
+        if self.inference_state == "ok":
+            self.inference_state = "failing"
+            logger.error("inference failed: %s; retrying with back-off", exc)
+        delay = min(30.0, 0.25 * 2 ** min(self.inference_failures - 1, 8)) * random.uniform(0.8, 1.2)
+        self.stop_event.wait(delay)
 
     def _handle_commands(self) -> None:
         for name, payload in self.inbox.drain():
@@ -178,6 +193,8 @@ class Runner:
             "emotion_model": self.settings.models.emotion,
             "stages_ms": {k: v["p50"] for k, v in self.pipeline.timer.percentiles().items()},
             "paused": self.paused,
+            "inference_state": self.inference_state,
+            "inference_failures": self.inference_failures_total,
             "thermal_limited": self.thermal.hot,
             "commands_dropped": self.inbox.dropped,
         }
@@ -218,7 +235,17 @@ class Runner:
                     self.notifier.frame_processed(time.monotonic(), "paused")  # frames still flow
                     continue
                 frame_start = time.monotonic()
-                result = self.pipeline.process(frame)
+                try:
+                    result = self.pipeline.process(frame)
+                except (RuntimeError, ValueError, cv2.error) as exc:
+                    # A failing interpreter or accelerator: back off and retry. The watchdog is not
+                    # fed meanwhile, so if it never recovers systemd restarts the service.
+                    self._inference_failed(exc)
+                    continue
+                if self.inference_failures:
+                    logger.info("inference works again after %d failed frame(s)", self.inference_failures)
+                    self.inference_failures = 0
+                    self.inference_state = "ok"
                 last_t = frame.t
                 self.report.frames += 1
                 self.report.faces += len(result.observations)

@@ -103,17 +103,16 @@ def test_commands_round_trip_through_the_broker(broker: Broker, collector: Colle
     try:
         assert collector.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms), 30)
         prefix = "edge_fer/test-device/cmd"
-        sent = [
-            ("set", b'{"aggregate.min_faces": 5, "id": "k"}'),
-            ("status", b'{"id": "s1"}'),
-            ("set", b"{not json"),
-            ("launch", b""),
-            ("pause", b""),
-            ("status", b'{"id": "s2"}'),
-        ]
-        for name, payload in sent:
-            publish.single(f"{prefix}/{name}", payload, qos=1, hostname="127.0.0.1", port=broker.port)
-            time.sleep(0.05)  # keeps the commands in order across separate connections
+
+        def send(commands: list[tuple[str, bytes]]) -> None:
+            for name, payload in commands:
+                publish.single(f"{prefix}/{name}", payload, qos=1, hostname="127.0.0.1", port=broker.port)
+                time.sleep(0.05)  # keeps the commands in order across separate connections
+
+        send([("set", b'{"aggregate.min_faces": 5, "id": "k"}'), ("status", b'{"id": "s1"}')])
+        # min_faces = 5 with one face on screen: later summaries carry counts but no emotions.
+        assert collector.wait_for(lambda ms: any(m.topic.endswith("/summary") and m.json()["suppressed"] for m in ms), 30)
+        send([("set", b"{not json"), ("launch", b""), ("pause", b""), ("status", b'{"id": "s2"}')])
         assert collector.wait_for(lambda ms: sum(m.topic.endswith("/cmd/result") for m in ms) >= 6, 30)
         results = [m.json() for m in collector.topic("/cmd/result")]
         by_id = {r["id"]: r for r in results if r["id"]}
@@ -123,8 +122,8 @@ def test_commands_round_trip_through_the_broker(broker: Broker, collector: Colle
         errors = [r for r in results if not r["ok"]]
         assert {r["command"] for r in errors} == {"set", "launch"}
         assert next(r for r in errors if r["command"] == "launch")["allowed"] == ["pause", "resume", "status", "set"]
-        # min_faces = 5 with one face on screen: later summaries carry counts but no emotions.
-        assert collector.wait_for(lambda ms: any(m.topic.endswith("/summary") and m.json()["suppressed"] for m in ms), 30)
+        privacy = [m.json() for m in collector.topic("/privacy")]
+        assert privacy[-1]["min_faces"] == 5  # the retained audit record follows the change
         assert proc.poll() is None  # none of it crashed the service
     finally:
         proc.terminate()

@@ -174,3 +174,107 @@ def test_broker_outage_mid_run_every_summary_arrives(broker: Broker, collector: 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_interpreter_failures_are_retried_and_reported(models_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An accelerator or interpreter that fails for a while (e.g. a Coral unplugged and replugged)."""
+    import logging
+
+    from edge_fer.capture import CaptureThread, source_from_spec
+    from edge_fer.pipeline import Pipeline
+    from edge_fer.runner import Runner
+
+    caplog.set_level(logging.INFO, logger="edge_fer")
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}, "sinks": []})
+    pipeline = Pipeline.from_settings(settings)
+    model = pipeline.detector.model
+    real_run, calls = model.run, {"n": 0}
+
+    def flaky_run(*inputs: object) -> object:
+        calls["n"] += 1
+        if 5 <= calls["n"] < 9:
+            raise RuntimeError("Failed to invoke the Edge TPU")  # what the delegate raises when unplugged
+        return real_run(*inputs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model, "run", flaky_run)
+    capture = CaptureThread(lambda: source_from_spec("demo", settings.source, models_dir), realtime=False)
+    capture.start()
+    runner = Runner(settings, pipeline, capture, [])
+    try:
+        report = runner.run(max_frames=40)
+    finally:
+        capture.stop()
+    assert report.frames == 40 and runner.inference_failures_total == 4
+    assert runner.inference_state == "ok" and runner.stats()["inference_failures"] == 4
+    assert caplog.text.count("inference failed") == 1 and "inference works again after 4" in caplog.text
+
+
+def test_camera_unplugged_and_replugged_at_the_opencv_boundary(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake `cv2.VideoCapture` (the hardware boundary) that serves real frames, then fails like an
+    unplugged USB camera, then comes back: the real OpenCVSource and CaptureThread recover."""
+    import threading
+
+    import cv2
+
+    from edge_fer.capture import CaptureThread, source_from_spec
+    from edge_fer.capture import opencv as opencv_source
+
+    clip = str(models_dir / "single_face.mp4")
+    unplugged, kicked = threading.Event(), threading.Event()
+    real_capture = cv2.VideoCapture  # the module attribute is replaced below
+
+    class FakeCamera:
+        def __init__(self, *_args: object) -> None:
+            self._file = real_capture(clip)
+            self._frames = 0
+
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+            return not unplugged.is_set()
+
+        def set(self, *_args: object) -> bool:
+            return True
+
+        def get(self, prop: int) -> float:
+            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def read(self) -> tuple[bool, object]:
+            self._frames += 1
+            if self._frames == 20 and not kicked.is_set():
+                kicked.set()
+                unplugged.set()  # the cable is kicked, once
+            if unplugged.is_set():
+                return False, None
+            ok, frame = self._file.read()
+            if not ok:
+                self._file.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = self._file.read()
+            return ok, frame
+
+        def release(self) -> None:
+            self._file.release()
+
+    monkeypatch.setattr(opencv_source.cv2, "VideoCapture", FakeCamera)
+    monkeypatch.setattr(opencv_source.Path, "exists", lambda self: True)  # /dev/video0 "exists"
+    capture = CaptureThread(lambda: source_from_spec("v4l2:0", load_settings(environ={}).source, models_dir), backoff_initial_s=0.05)
+    capture.start()
+    try:
+        assert wait_until(lambda: capture.state == "reconnecting", 10)
+        assert capture.last_error is not None
+        unplugged.clear()  # plugged back in
+        assert wait_until(lambda: capture.state == "running" and capture.reopens >= 1, 10)
+        frame = capture.get(timeout_s=5)
+        assert frame is not None and frame.pixels.shape == (360, 640, 3)
+        assert capture.stats()["reopens"] >= 1
+    finally:
+        capture.stop()
+
+
+def test_doctor_reads_the_running_service_state(broker: Broker, run_env: dict[str, str], tmp_path: Path) -> None:
+    result = edge_fer(["run", "--source", "demo", "--sink", broker.url, "--max-frames", "24", "--realtime", "off"], run_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    env = dict(run_env, EDGE_FER_SINKS=f'["{broker.url}"]')
+    doctor = edge_fer(["doctor", "--source", "demo"], env, tmp_path)
+    assert doctor.returncode == 0, doctor.stdout
+    line = next(x for x in doctor.stdout.splitlines() if "running service" in x)
+    assert "source_state=" in line and "inference_state=ok" in line and "mqtt_state=connected" in line
+    assert "queue storage" in doctor.stdout and "broker" in doctor.stdout

@@ -12,6 +12,7 @@ same id starts clean.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -87,7 +88,9 @@ class MqttSink:
                 raise ConfigError(f"mqtt TLS set-up failed: {exc}") from exc
         offline = availability_event(False)
         client.will_set(f"{self.prefix}/{offline.topic}", offline.body(), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # paho backs off exponentially between min and max; a random start per device keeps a
+        # fleet from reconnecting in lock-step after the broker comes back (jitter).
+        client.reconnect_delay_set(min_delay=random.randint(1, 3), max_delay=30 + random.randint(0, 15))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
