@@ -43,7 +43,7 @@ def main() -> int:
     samples: list[tuple[float, float]] = []
     while proc.poll() is None:
         value = rss_mb(proc.pid)
-        if value is not None:
+        if value:  # None or 0 while the interpreter is still starting
             samples.append((round(time.monotonic() - start, 1), round(value, 2)))
             print(f"{samples[-1][0]:8.1f} s  {value:7.1f} MB", file=sys.stderr, flush=True)
         time.sleep(args.interval)

@@ -88,9 +88,10 @@ class MqttSink:
                 raise ConfigError(f"mqtt TLS set-up failed: {exc}") from exc
         offline = availability_event(False)
         client.will_set(f"{self.prefix}/{offline.topic}", offline.body(), qos=1, retain=True)
-        # paho backs off exponentially between min and max; a random start per device keeps a
-        # fleet from reconnecting in lock-step after the broker comes back (jitter).
-        client.reconnect_delay_set(min_delay=random.randint(1, 3), max_delay=30 + random.randint(0, 15))
+        # paho backs off exponentially between min and max; a random cap per device keeps a
+        # fleet from reconnecting in lock-step after the broker comes back (jitter), and the
+        # cap keeps a device at most ~20 s behind a broker that is back.
+        client.reconnect_delay_set(min_delay=1, max_delay=random.randint(10, 20))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
