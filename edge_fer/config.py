@@ -139,6 +139,11 @@ class DeploymentConfig(_Section):
             )
 
 
+class HomeAssistantConfig(_Section):
+    discovery: bool = Field(True, description="Publish Home Assistant MQTT discovery configs (off: remove them).")
+    prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's discovery prefix.")
+
+
 class HealthConfig(_Section):
     hot_c: float = Field(75.0, ge=40, le=110, description="SoC temperature (°C) above which the frame rate is capped.")
     hot_fps: float = Field(5.0, gt=0, le=60, description="Frame-rate cap while the SoC is hot.")
@@ -204,6 +209,7 @@ class Settings(_Section):
     aggregate: AggregateConfig = AggregateConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     health: HealthConfig = HealthConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     mqtt: MqttConfig = MqttConfig()
 
     @field_validator("device_id")

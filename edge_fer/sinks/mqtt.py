@@ -63,6 +63,10 @@ class MqttSink:
         self._connected_once = False
         self._command_handler: Callable[[str, bytes], None] | None = None
         self.commands_subscribed = threading.Event()
+        # Retained configs (re)announced on every connect: Home Assistant discovery.
+        from edge_fer.sinks.homeassistant import discovery_events
+
+        self._on_connect_events = discovery_events(settings)
 
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -122,6 +126,8 @@ class MqttSink:
         self._connected_once = True
         online = availability_event(True)
         client.publish(f"{self.prefix}/{online.topic}", online.body(), qos=1, retain=True)
+        for event in self._on_connect_events:
+            client.publish(event.topic, event.body(), qos=event.qos, retain=event.retain)
         if self._command_handler is not None:
             client.subscribe(f"{self.prefix}/cmd/+", qos=1)
         self._generation += 1  # the drain thread resends everything not yet acknowledged, in order

@@ -42,11 +42,12 @@ class Event:
     retain: bool = False
     text: str | None = None
     durable: bool = True
+    absolute: bool = False  # topic is a full topic (Home Assistant discovery), not under the device prefix
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def stamped(self, device: str, seq: int, ts: datetime | None = None) -> Event:
         """A copy with the envelope fields set."""
-        if self.payload is None:
+        if self.payload is None or self.absolute:
             return self
         envelope = {"schema": SCHEMA, "device": device, "seq": seq, "ts": iso_utc(ts or datetime.now(timezone.utc))}
         return replace(self, payload={**envelope, **self.payload})
@@ -142,6 +143,8 @@ def summary_event(s: WindowSummary) -> Event:
             "arousal": _r(s.mean_arousal),
             "attention_share": _r(s.attention_share),
             "micro_expressions": s.micro_expressions,
+            "micro_per_min": round(s.micro_expressions * 60.0 / max(s.end_t - s.start_t, 1e-9), 2),
+            "dominant": max(s.emotion_shares, key=lambda k: s.emotion_shares[k]) if s.emotion_shares else None,  # type: ignore[index]
         },
     )
 

@@ -28,8 +28,8 @@ class StdoutSink:
         self._seq = 0
 
     def publish(self, event: Event) -> None:
-        if event.payload is None:
-            return  # availability is an MQTT notion
+        if event.payload is None or event.absolute:
+            return  # availability and discovery are MQTT notions
         self._seq += 1
         stamped = event.stamped(self.device, self._seq)
         assert stamped.payload is not None
