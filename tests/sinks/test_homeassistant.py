@@ -23,7 +23,7 @@ def test_discovery_configs_then_clean_removal(broker: Broker, run_env: dict[str,
         assert all(m.retain for m in ha.messages)
         devices = set()
         for config in configs.values():
-            assert REQUIRED <= set(config)
+            assert set(config) >= REQUIRED
             assert config["availability_topic"] == "edge_fer/test-device/availability"
             assert config["state_topic"] in ("edge_fer/test-device/summary", "edge_fer/test-device/stats")
             assert config["value_template"].startswith("{{ value_json.")
