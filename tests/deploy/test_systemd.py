@@ -94,3 +94,11 @@ def test_throttle_flags_from_the_pi_firmware(tmp_path: Path) -> None:
         raise FileNotFoundError("vcgencmd")
 
     assert read_throttled(tmp_path / "missing", run=no_vcgencmd) is None
+
+
+def test_pi_setup_refuses_to_run_elsewhere() -> None:
+    script = UNIT.parents[1] / "firmware_config" / "pi" / "setup-pi.sh"
+    result = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "setup-pi:" in result.stderr  # a clear message, not a half-done install
+    assert "not a Raspberry Pi" in result.stderr or "sudo" in result.stderr
