@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,16 @@ def models_dir() -> Path:
     if missing:
         pytest.fail(f"models not provisioned in {path}: {missing}; run `make test` or `edge-fer models fetch`")
     return path
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 20.0, poll_s: float = 0.02) -> bool:
+    """Poll `predicate` until it is truthy or `timeout_s` passes (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return False
 
 
 def free_port() -> int:

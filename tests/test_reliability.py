@@ -17,16 +17,7 @@ import pytest
 from edge_fer.config import load_settings
 from edge_fer.sinks.mqtt import MqttSink
 from edge_fer.sinks.payloads import Event
-from tests.conftest import Broker, Collector, edge_fer, free_port
-
-
-def wait_until(predicate: object, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
+from tests.conftest import Broker, Collector, edge_fer, free_port, wait_until
 
 
 def openssl(*args: str) -> None:

@@ -16,15 +16,7 @@ from edge_fer.capture.base import SourceBase
 from edge_fer.config import SourceConfig
 from edge_fer.errors import SourceError
 from edge_fer.types import Frame
-
-
-def wait_until(predicate: object, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
+from tests.conftest import wait_until
 
 
 def test_realtime_off_delivers_every_frame_once_in_order(models_dir: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from edge_fer.config import Settings, load_settings
 from edge_fer.sinks import build_sinks
 from edge_fer.sinks.mqtt import MqttSink
 from edge_fer.sinks.payloads import Event, stats_event
-from tests.conftest import Broker, Collector
+from tests.conftest import Broker, Collector, wait_until
 
 
 def settings_for(broker: Broker, tmp_path: Path, **mqtt: object) -> Settings:
@@ -22,15 +21,6 @@ def settings_for(broker: Broker, tmp_path: Path, **mqtt: object) -> Settings:
         environ={},
         overrides={"device_id": "dev1", "state_dir": str(tmp_path / "state"), "sinks": [broker.url], "mqtt": mqtt},
     )
-
-
-def wait_until(predicate: object, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def frames_of(collector: Collector) -> list[int]:
