@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from edge_fer.config import Settings
 from edge_fer.errors import EdgeFerError
@@ -52,21 +53,75 @@ def _edgetpu(settings: Settings) -> Check:
     return Check("edge tpu", ok, "present" if ok else why, required=settings.runtime.backend == "edgetpu")
 
 
+def _mqtt_client(settings: Settings, suffix: str) -> Any:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-fer-doctor-{suffix}-{os.getpid()}")
+    cfg = settings.mqtt
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.resolved_password())
+    if cfg.tls:
+        client.tls_set(
+            ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+            certfile=str(cfg.cert_file) if cfg.cert_file else None,
+            keyfile=str(cfg.key_file) if cfg.key_file else None,
+        )
+    return client
+
+
 def _broker(settings: Settings) -> Check:
+    """Connect, subscribe and publish a probe on the device's own prefix, and get it back."""
     if not any(s.startswith("mqtt") for s in settings.sinks):
         return Check("broker", True, "no MQTT sink configured", required=False)
+    import threading
+
     host, port = settings.mqtt.host, settings.mqtt.port
+    topic = f"{settings.topic_prefix}/doctor/{os.getpid()}"
+    got = threading.Event()
+    refused: list[str] = []
+    client = _mqtt_client(settings, "probe")
+
+    def on_connect(c: Any, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+            got.set()
+        else:
+            c.subscribe(topic, qos=1)
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda c, *_: c.publish(topic, b"probe", qos=1)
+    client.on_message = lambda *_: got.set()
     try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
+        client.connect(host, port, keepalive=10)
+    except (OSError, ValueError) as exc:
         return Check(
             "broker",
             False,
-            f"cannot reach {host}:{port} ({exc.strerror or exc}); events will queue until it is up. "
+            f"cannot reach {host}:{port} ({getattr(exc, 'strerror', None) or exc}); events will queue until it is up. "
             "Is mosquitto running? `systemctl status mosquitto`",
             required=False,
         )
-    return Check("broker", True, f"{host}:{port} reachable", required=False)
+    client.loop_start()
+    got.wait(5.0)
+    client.loop_stop()
+    client.disconnect()
+    if refused:
+        return Check("broker", False, f"{host}:{port} refused the login ({refused[0]}): check mqtt.username and the password", required=False)
+    if not got.is_set():
+        return Check("broker", False, f"{host}:{port}: connected, but the publish/subscribe round trip on {topic} failed (ACL?)", required=False)
+    return Check("broker", True, f"{host}:{port}: connect, subscribe, publish round trip ok", required=False)
+
+
+def _systemd_unit(_: Settings) -> Check:
+    import shutil
+    import subprocess
+
+    if shutil.which("systemctl") is None or not Path("/run/systemd/system").is_dir():
+        return Check("systemd unit", True, "not running under systemd here", required=False)
+    state = subprocess.run(["systemctl", "is-active", "edge-fer"], capture_output=True, text=True, check=False).stdout.strip()
+    if state == "active":
+        return Check("systemd unit", True, "edge-fer.service is active", required=False)
+    return Check("systemd unit", False, f"edge-fer.service is {state or 'not installed'}: `journalctl -u edge-fer -n 50`", required=False)
 
 
 def _state_dir(settings: Settings) -> Check:
@@ -93,18 +148,12 @@ def _service(settings: Settings) -> Check:
     import json
     import threading
 
-    import paho.mqtt.client as mqtt
-
     got: dict[str, object] = {}
     done = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-fer-doctor-{os.getpid()}")
+    client = _mqtt_client(settings, "stats")
     cfg = settings.mqtt
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.resolved_password())
-    if cfg.tls:
-        client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
 
-    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def on_message(_c: object, _u: object, msg: Any) -> None:
         try:
             got.update(json.loads(msg.payload))
         except ValueError:
@@ -144,7 +193,7 @@ def _source(settings: Settings, spec: str) -> Check:
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:
     """Print each check; exit code 1 when a required check fails, else 0."""
-    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _state_dir, _broker, _service)]
+    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _state_dir, _broker, _service, _systemd_unit)]
     checks.append(_source(settings, source or settings.source.spec))
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")

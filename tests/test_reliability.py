@@ -268,4 +268,9 @@ def test_doctor_reads_the_running_service_state(broker: Broker, run_env: dict[st
     assert doctor.returncode == 0, doctor.stdout
     line = next(x for x in doctor.stdout.splitlines() if "running service" in x)
     assert "source_state=" in line and "inference_state=ok" in line and "mqtt_state=connected" in line
-    assert "queue storage" in doctor.stdout and "broker" in doctor.stdout
+    assert "queue storage" in doctor.stdout
+    assert "publish round trip ok" in next(x for x in doctor.stdout.splitlines() if "] broker" in x)
+    broker.stop()
+    down = edge_fer(["doctor", "--source", "demo"], env, tmp_path)
+    assert down.returncode == 0  # the broker is not required: events queue
+    assert "[warn] broker" in down.stdout and "events will queue" in down.stdout

@@ -1,0 +1,60 @@
+"""The project's own emotion model: full-int8 contract, regression guard, float reference parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_fer.config import load_settings
+from edge_fer.models import get_entry, resolve
+from edge_fer.vision import EmotionClassifier
+from tests.conftest import edge_fer
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fer2013_val_sample"
+#: Accuracy of the committed int8 model on SAMPLE, measured when it was committed, minus a margin
+#: for other CPUs' kernels; see models/MODEL_CARD_emotion.md.
+ACCURACY_FLOOR = 0.55
+
+
+@pytest.fixture(scope="module")
+def classifier(models_dir: Path) -> EmotionClassifier:
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir), "emotion": "edge_fer_emotion"}})
+    return EmotionClassifier.from_settings(settings)
+
+
+def test_it_is_the_default_and_committed_small(models_dir: Path) -> None:
+    assert load_settings(environ={}).models.emotion == "edge_fer_emotion"
+    entry, path = resolve("edge_fer_emotion", models_dir, "emotion")
+    assert entry.bundled and path.stat().st_size <= 3_000_000
+
+
+def test_full_int8_and_its_input_quantization_is_honoured(classifier: EmotionClassifier) -> None:
+    inp, out = classifier.model.input, classifier.model.outputs[0]
+    assert inp.dtype == np.uint8 and out.dtype == np.uint8
+    assert inp.scale == pytest.approx(1 / 255, rel=1e-3) and inp.zero_point == 0
+    crop = np.arange(48 * 48, dtype=np.uint32).reshape(48, 48).astype(np.uint8)
+    tensor = classifier.preprocess(crop)
+    assert tensor.dtype == np.uint8 and np.array_equal(tensor.reshape(48, 48), crop)  # x/255 quantized back exactly
+    probs = classifier.classify_crops([crop])
+    assert probs.shape == (1, 7) and abs(float(probs.sum()) - 1) < 1e-3
+
+
+def test_regression_guard_on_committed_validation_images(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = edge_fer(["eval", str(SAMPLE), "--model", "edge_fer_emotion", "--json"], run_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["n"] == 105
+    assert record["accuracy"] >= ACCURACY_FLOOR
+
+
+def test_float_reference_agrees_with_int8(classifier: EmotionClassifier, models_dir: Path) -> None:
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir), "emotion": "edge_fer_emotion_float"}})
+    reference = EmotionClassifier.from_settings(settings)
+    assert get_entry("edge_fer_emotion_float").extra["labels"] == list(classifier.labels)
+    crops = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.png"))]
+    agree = np.mean(np.argmax(classifier.classify_crops(crops), 1) == np.argmax(reference.classify_crops(crops), 1))
+    assert agree >= 0.9
