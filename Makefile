@@ -12,7 +12,7 @@ PYTEST_ARGS ?= -q
 VENV_FLAGS ?= $(if $(wildcard /usr/lib/python3/dist-packages/picamera2),--system-site-packages,)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test install models mosquitto lint clean help
+.PHONY: demo test install models test-packages lint clean help
 
 help:
 	@echo "make demo   install edge-fer in $(VENV), fetch the models, run the demo (summaries on stdout)"
@@ -21,7 +21,7 @@ help:
 demo: install models
 	$(BIN)/edge-fer run $(DEMO_ARGS)
 
-test: install models mosquitto lint
+test: install models test-packages lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(BIN)/python:
@@ -40,10 +40,16 @@ install: $(VENV)/.installed
 models: install
 	$(BIN)/edge-fer models fetch
 
-mosquitto:
-	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
-	  echo "installing mosquitto from Debian's packages (the tests start their own broker on a free port)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto; }
+# What the tests need from Debian: a real broker (each test starts its own on a free port) and
+# a headless browser for the dashboard test.
+test-packages:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 lint: install
 	$(BIN)/python -m ruff check edge_fer tests

@@ -23,6 +23,7 @@ examples:
   edge-fer run --source v4l2:0 --sink mqtt://broker.local  USB camera to a broker
   edge-fer run --source picamera2 --config /etc/edge-fer/edge-fer.toml
   edge-fer run --config edge-fer.toml --validate-config  check a config file and exit
+  edge-fer run --source v4l2:0 --dashboard 127.0.0.1:8080  live aggregates in a browser (never the image)
 
 sources: picamera2[:N] | v4l2:N | N | video file | image folder | rtsp://… | http://… | demo
 sinks:   stdout | mqtt://[user[:password]@]host[:port] | mqtts://… (TLS); repeat --sink for several
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pace file sources at their frame rate (on, default) or take every frame as fast as possible (off)",
     )
     run.add_argument("--device-id", help="device id in MQTT topics (default: hostname)")
+    run.add_argument(
+        "--dashboard", metavar="HOST:PORT", help="serve a local page with live aggregates (numbers and charts only), e.g. 127.0.0.1:8080"
+    )
     run.add_argument("--validate-config", action="store_true", help="load and check the settings, print them, exit")
 
     models = sub.add_parser(
@@ -167,6 +171,8 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
         overrides.setdefault("aggregate", {})["window_s"] = args.window
     if getattr(args, "sinks", None):
         overrides["sinks"] = args.sinks
+    if getattr(args, "dashboard", None):
+        overrides.setdefault("dashboard", {})["listen"] = args.dashboard
     if getattr(args, "device_id", None):
         overrides["device_id"] = args.device_id
     if getattr(args, "log_level", None):

@@ -144,6 +144,11 @@ class HomeAssistantConfig(_Section):
     prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's discovery prefix.")
 
 
+class DashboardConfig(_Section):
+    listen: str = Field("", description="HOST:PORT of the local dashboard (aggregates only); empty = off.")
+    allow_remote: bool = Field(False, description="Allow a non-loopback dashboard address.")
+
+
 class HealthConfig(_Section):
     hot_c: float = Field(75.0, ge=40, le=110, description="SoC temperature (°C) above which the frame rate is capped.")
     hot_fps: float = Field(5.0, gt=0, le=60, description="Frame-rate cap while the SoC is hot.")
@@ -210,6 +215,7 @@ class Settings(_Section):
     deployment: DeploymentConfig = DeploymentConfig()
     health: HealthConfig = HealthConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     mqtt: MqttConfig = MqttConfig()
 
     @field_validator("device_id")

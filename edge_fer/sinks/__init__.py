@@ -48,6 +48,10 @@ def build_sinks(settings: Settings, stream: IO[str] | None = None) -> list[Sink]
     try:
         for key in keys:
             sinks.append(SINKS.get(key)(settings, stream))
+        if settings.dashboard.listen:
+            from edge_fer.sinks.dashboard import DashboardSink
+
+            sinks.append(DashboardSink(settings.dashboard.listen, settings.device_id, settings.dashboard.allow_remote))
     except Exception:
         for sink in sinks:
             sink.close(timeout_s=0.5)
