@@ -53,6 +53,18 @@ def _edgetpu(settings: Settings) -> Check:
     return Check("edge tpu", ok, "present" if ok else why, required=settings.runtime.backend == "edgetpu")
 
 
+def _gpu(_: Settings) -> Check:
+    """The Jetson path: ONNX Runtime and its TensorRT / CUDA execution providers."""
+    try:
+        import onnxruntime  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return Check("cuda/tensorrt", False, "onnxruntime is not installed (Jetson: the onnxruntime-gpu wheel for your JetPack)", required=False)
+    providers = onnxruntime.get_available_providers()
+    gpu = [p for p in providers if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")]
+    detail = f"onnxruntime {onnxruntime.__version__}: {', '.join(providers)}"
+    return Check("cuda/tensorrt", bool(gpu), detail if gpu else detail + " (no GPU provider)", required=False)
+
+
 def _mqtt_client(settings: Settings, suffix: str) -> Any:
     import paho.mqtt.client as mqtt
 
@@ -193,7 +205,7 @@ def _source(settings: Settings, spec: str) -> Check:
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:
     """Print each check; exit code 1 when a required check fails, else 0."""
-    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _state_dir, _broker, _service, _systemd_unit)]
+    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
     checks.append(_source(settings, source or settings.source.spec))
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
