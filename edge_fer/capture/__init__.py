@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from edge_fer.capture.base import SOURCES, FrameSource, open_source, redact, source_from_spec
+from edge_fer.capture.base import SOURCES, SPEC_HELP, FrameSource, SourceBase, classify_spec, open_source, redact, source_from_spec
 from edge_fer.capture.threaded import CaptureThread
 
-__all__ = ["SOURCES", "CaptureThread", "FrameSource", "open_source", "redact", "source_from_spec"]
+__all__ = [
+    "SOURCES",
+    "SPEC_HELP",
+    "CaptureThread",
+    "FrameSource",
+    "SourceBase",
+    "classify_spec",
+    "open_source",
+    "redact",
+    "source_from_spec",
+]

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from edge_fer.config import SourceConfig
@@ -15,9 +15,11 @@ from edge_fer.registry import Registry
 from edge_fer.types import Frame
 
 SPEC_HELP = (
-    "accepted sources: picamera2[:N], v4l2:N (or a bare camera index N), a video file, a folder of images, rtsp://… or http(s)://… streams, demo"
+    "accepted sources: picamera2[:N] (Pi camera N), v4l2:N or a bare camera index N (/dev/videoN), "
+    "a video file, an image or a folder of images, rtsp://… or http(s)://… streams, demo (bundled footage)"
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
 @runtime_checkable
@@ -25,11 +27,11 @@ class FrameSource(Protocol):
     """A camera, stream, file or folder. Lifecycle: ``open → read… → close`` (or ``with``).
 
     Attributes:
-        name: for logs; never contains credentials.
-        nominal_fps: the source's own frame rate when known.
-        finite: True when `read` eventually returns None (end of file or folder).
-        live: True for cameras and streams (frames cannot wait; the capture thread keeps only
-            the newest), False for files (they can be paced or read frame by frame).
+        name: for logs and stats; never contains credentials.
+        nominal_fps: the source's own frame rate when known (frames/s).
+        finite: True when `read` eventually returns None (end of a file or folder).
+        live: True for cameras and streams (frames cannot wait: the capture thread keeps only
+            the newest), False for files and folders (they can be paced, or read frame by frame).
     """
 
     name: str
@@ -38,21 +40,21 @@ class FrameSource(Protocol):
     live: bool
 
     def open(self) -> None:
-        """Acquire the device or file. Raises `SourceError` with what to do when it fails."""
+        """Acquire the device or file. Raises `SourceError` saying what to do when it fails."""
 
     def read(self) -> Frame | None:
-        """The next frame, None at the end of a finite source. Raises `SourceError` on failure."""
+        """The next frame; None at the end of a finite source. Raises `SourceError` on failure."""
 
     def close(self) -> None:
-        """Release the device; safe to call twice."""
+        """Release the device; safe to call twice, and after a failed `open`."""
 
-    def __enter__(self) -> Any: ...
+    def __enter__(self) -> FrameSource: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None: ...
 
 
 class SourceBase:
-    """Context-manager plumbing shared by the concrete sources."""
+    """Context-manager plumbing shared by the concrete sources (``with source: …`` opens and closes)."""
 
     name = "source"
     nominal_fps: float | None = None
@@ -75,33 +77,52 @@ class SourceBase:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
+
+#: ``factory(spec, cfg, models_dir)`` builds an unopened source for one kind of spec.
 SourceFactory = Callable[[str, SourceConfig, Path], FrameSource]
 SOURCES: Registry[SourceFactory] = Registry("frame source")
 
 
 def redact(url: str) -> str:
-    """`url` without its user:password part, for logs and stats."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
+    """`url` without ``user:password@`` and without its query string (IP cameras often take
+    ``?user=…&pwd=…`` there), for logs, stats and error messages."""
+    if "://" not in url:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_PICAMERA2 = re.compile(r"picamera2(?::(\d+))?")
+_V4L2 = re.compile(r"(?:v4l2:)?(?:/dev/video)?(\d+)")
 
 
 def classify_spec(spec: str) -> str:
-    """The registry key for a source spec (see `SPEC_HELP`)."""
+    """The registry key for a source spec (see `SPEC_HELP`).
+
+    Raises:
+        SourceError: the spec is no known form and names no existing file or folder.
+    """
     spec = spec.strip()
+    if not spec:
+        raise SourceError(f"empty source spec; {SPEC_HELP}")
     if spec == "demo":
         return "demo"
-    if re.fullmatch(r"picamera2(:\d+)?", spec):
+    if _PICAMERA2.fullmatch(spec):
         return "picamera2"
-    if re.fullmatch(r"(v4l2:)?\d+", spec):
+    if _V4L2.fullmatch(spec):
         return "v4l2"
-    if re.match(r"(rtsp|rtsps|http|https)://", spec):
+    scheme = spec.split("://", 1)[0].lower() if "://" in spec else None
+    if scheme in STREAM_SCHEMES:
         return "stream"
+    if scheme is not None or spec.startswith("v4l2:") or spec.startswith("picamera2"):
+        raise SourceError(f"source {redact(spec)!r} is not a valid source spec; {SPEC_HELP}")
     path = Path(spec).expanduser()
     if path.is_dir():
         return "folder"
@@ -110,20 +131,38 @@ def classify_spec(spec: str) -> str:
     raise SourceError(f"source {spec!r}: no such file, folder or device; {SPEC_HELP}")
 
 
+def camera_index(spec: str) -> int:
+    """The device number of a ``picamera2[:N]`` or ``v4l2:N`` / ``N`` / ``/dev/videoN`` spec."""
+    match = _PICAMERA2.fullmatch(spec.strip()) or _V4L2.fullmatch(spec.strip())
+    if match is None:
+        raise SourceError(f"source {spec!r} names no camera; {SPEC_HELP}")
+    return int(match.group(1) or 0)
+
+
 def source_from_spec(spec: str, cfg: SourceConfig, models_dir: Path) -> FrameSource:
     """Build (not open) the source named by `spec`.
 
+    Args:
+        spec: see `SPEC_HELP` (``cfg.spec`` is ignored, so a CLI ``--source`` can override it).
+        cfg: requested size, frame rate, looping.
+        models_dir: where the demo footage is provisioned.
+
     Raises:
         SourceError: the spec names nothing that exists; the message lists the accepted forms.
+        ModelError: ``demo`` when the footage is not provisioned (`edge-fer models fetch`).
     """
-    # The concrete modules register themselves on import.
+    # The concrete modules register themselves on import (late, to keep this module light).
     from edge_fer.capture import folder, opencv, picam  # noqa: F401
 
     return SOURCES.get(classify_spec(spec))(spec.strip(), cfg, models_dir)
 
 
 def open_source(cfg: SourceConfig, models_dir: Path) -> FrameSource:
-    """Build and open the configured source."""
+    """Build and open the configured source (``cfg.spec``); the caller closes it.
+
+    Raises:
+        SourceError: the source does not exist or cannot be opened.
+    """
     source = source_from_spec(cfg.spec, cfg, models_dir)
     source.open()
     return source

@@ -15,23 +15,30 @@ from edge_fer.types import Frame
 
 logger = logging.getLogger(__name__)
 
+#: Pace of an image folder when no frame rate is configured (frames/s).
+DEFAULT_FOLDER_FPS = 10.0
+
 
 class ImageFolderSource(SourceBase):
-    """Images of a folder, sorted by name; unreadable files are skipped with one warning each.
+    """The images of a folder (jpg, jpeg, png, bmp, webp), sorted by name; or one image.
+
+    Unreadable files are skipped with one warning each (and not retried when looping).
+    `Frame.t` is ``index / fps``: the images count as frames of a video at `fps`.
 
     Args:
         path: a folder, or a single image file.
-        fps: the pace at which the images count as frames (`Frame.t` = index / fps).
+        fps: the pace of the images, frames/s (default 10).
         loop: start again after the last image.
     """
 
     live = False
 
-    def __init__(self, path: Path, fps: float = 10.0, loop: bool = False) -> None:
+    def __init__(self, path: Path, fps: float = DEFAULT_FOLDER_FPS, loop: bool = False) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
-        self.path = path
-        self.nominal_fps = fps
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.nominal_fps: float | None = self.fps
         self.loop = loop
         self.finite = not loop
         self.name = str(path)
@@ -43,32 +50,31 @@ class ImageFolderSource(SourceBase):
         if self.path.is_file():
             files = [self.path]
         elif self.path.is_dir():
-            files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             raise SourceError(f"image folder {self.path} does not exist")
         if not files:
-            raise SourceError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise SourceError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a folder with images, or a video")
         self._files, self._pos = files, 0
 
     def read(self) -> Frame | None:
-        skipped = 0
+        if not self._files:
+            raise SourceError(f"image folder {self.path} is not open")
         while True:
             if self._pos >= len(self._files):
                 if not self.loop:
                     return None
                 self._pos = 0
             path = self._files[self._pos]
-            self._pos += 1
             pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if pixels is not None:
+            if pixels is not None and pixels.size:
+                self._pos += 1
                 break
             logger.warning("skipping %s: not an image OpenCV can read", path)
-            self._files.remove(path)
-            self._pos -= 1
-            skipped += 1
+            del self._files[self._pos]  # once: a looping folder does not warn again
             if not self._files:
                 raise SourceError(f"{self.path}: none of the images can be read")
-        frame = Frame(to_bgr(pixels), self._index / float(self.nominal_fps or 10.0), self._index)
+        frame = Frame(to_bgr(pixels), self._index / self.fps, self._index)
         self._index += 1
         return frame
 
@@ -78,4 +84,4 @@ class ImageFolderSource(SourceBase):
 
 @SOURCES.register("folder")
 def _folder(spec: str, cfg: SourceConfig, models_dir: Path) -> ImageFolderSource:
-    return ImageFolderSource(Path(spec).expanduser(), fps=cfg.fps or 10.0, loop=bool(cfg.loop))
+    return ImageFolderSource(Path(spec).expanduser(), fps=cfg.fps or DEFAULT_FOLDER_FPS, loop=bool(cfg.loop))

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_fer.capture.base import SOURCES, SourceBase, redact
+from edge_fer.capture.base import SOURCES, SourceBase, camera_index, redact
 from edge_fer.config import SourceConfig
 from edge_fer.errors import SourceError
 from edge_fer.models import asset_path
@@ -17,15 +17,26 @@ from edge_fer.types import Frame
 
 logger = logging.getLogger(__name__)
 
+#: Frame rate assumed for a file whose container does not tell (frames/s).
+FALLBACK_FPS = 25.0
+#: How long a network stream may take to open, or to deliver the next frame (ms).
+STREAM_TIMEOUT_MS = 10_000
+
 
 def to_bgr(pixels: np.ndarray) -> np.ndarray:
-    """Any decoded image (grey, BGR, BGRA) → ``(H, W, 3)`` uint8 BGR."""
+    """Any decoded image (grey, grey+alpha, BGR, BGRA; 8 or 16 bit) → ``(H, W, 3)`` uint8 BGR."""
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        pixels = cv2.convertScaleAbs(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
     if pixels.ndim == 2:
         return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    if pixels.shape[2] == 2:  # grey + alpha
+        return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), cv2.COLOR_GRAY2BGR)
     if pixels.shape[2] == 4:
         return cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR)
-    if pixels.dtype != np.uint8:
-        pixels = cv2.convertScaleAbs(pixels)
     return pixels
 
 
@@ -33,11 +44,12 @@ class OpenCVSource(SourceBase):
     """A `cv2.VideoCapture` on a camera index, a file or a stream URL.
 
     Args:
-        target: camera index (int), file path or URL.
-        cfg: requested width/height/fps for cameras.
-        live: cameras and streams are live (time = arrival time); files are not (time = the
-            file's own presentation time, so pacing and windows follow the footage).
-        loop: for files: restart at the end; `Frame.t` keeps increasing across loops.
+        target: camera index (int, opened with the V4L2 back-end), file path or URL.
+        cfg: requested width/height/fps for cameras and streams (ignored for files).
+        live: cameras and streams are live (`Frame.t` = ``time.monotonic()`` at arrival); files
+            are not (`Frame.t` = the file's own presentation time, index / fps, so pacing and
+            aggregation windows follow the footage).
+        loop: for files: start again at the end; `Frame.t` and `Frame.index` keep increasing.
         name: for logs (credentials already removed).
     """
 
@@ -45,75 +57,107 @@ class OpenCVSource(SourceBase):
         self.target = target
         self.cfg = cfg
         self.live = live
-        self.loop = loop
+        self.loop = loop and not live
         self.finite = not live and not loop
-        self.name = name or str(target)
+        self.name = name or (redact(target) if isinstance(target, str) else f"v4l2:{target}")
         self.nominal_fps: float | None = None
         self._cap: cv2.VideoCapture | None = None
-        self._index = 0
-        self._file_index = 0
-        self._t_base = 0.0
+        self._index = 0  # frames delivered by this source, across loops
+        self._file_index = 0  # frames decoded in the current pass over the file
+        self._t_base = 0.0  # presentation time at which the current pass started
 
     def open(self) -> None:
+        self.close()
+        try:
+            cap = self._open_capture()
+        except cv2.error as exc:
+            raise SourceError(f"cannot open {self.name}: OpenCV failed ({exc})") from exc
+        self._cap = cap
+        self._file_index = 0
+
+    def _open_capture(self) -> cv2.VideoCapture:
         if isinstance(self.target, int):
             device = Path(f"/dev/video{self.target}")
             if not device.exists():
-                raise SourceError(f"camera {device} not found: is it connected and enabled? List cameras with `v4l2-ctl --list-devices`")
+                raise SourceError(
+                    f"{device} not found: is the camera connected (and enabled)? List cameras with `v4l2-ctl --list-devices`; "
+                    "for a Raspberry Pi ribbon camera use --source picamera2"
+                )
             cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
+        elif self.live:
+            # Bounded waits, so that a stalled network stream fails (and is reopened) instead of
+            # hanging the capture thread inside FFmpeg forever.
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            cap = cv2.VideoCapture(self.target, cv2.CAP_ANY, timeouts)
         else:
             cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
-            hint = "check the URL, the network and the credentials" if self.live else "is it a video file OpenCV can decode?"
-            raise SourceError(f"cannot open source {self.name}: {hint}")
+            if isinstance(self.target, int):
+                hint = f"is another program using it, and may this user read it (group `video`)? Try `v4l2-ctl -d /dev/video{self.target} --all`"
+            elif self.live:
+                hint = "check the URL, the network and the credentials (try it with `ffprobe`)"
+            else:
+                hint = "is it a video file OpenCV can decode (try `ffprobe`)?"
+            raise SourceError(f"cannot open {self.name}: {hint}")
         if self.live:
+            # Keep the driver's queue short: a stale frame is latency we never get back.
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-            if self.cfg.width and self.cfg.height:
+            if self.cfg.width:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
+            if self.cfg.height:
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height)
             if self.cfg.fps:
                 cap.set(cv2.CAP_PROP_FPS, self.cfg.fps)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.nominal_fps = fps if 0 < fps < 1000 else None
-        self._cap = cap
-        self._file_index = 0
+        self.nominal_fps = fps if 0 < fps < 1000 else (None if self.live else FALLBACK_FPS)
+        return cap
+
+    def _grab(self) -> np.ndarray | None:
+        assert self._cap is not None
+        try:
+            ok, pixels = self._cap.read()
+        except cv2.error as exc:
+            raise SourceError(f"{self.name}: decoding failed ({exc})") from exc
+        return pixels if ok and pixels is not None and pixels.size else None
 
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"source {self.name} is not open")
-        ok, pixels = self._cap.read()
-        if not ok or pixels is None:
+        pixels = self._grab()
+        if pixels is None:
             if self.live:
-                raise SourceError(f"source {self.name} stopped delivering frames")
+                raise SourceError(f"{self.name} stopped delivering frames (unplugged, or the stream ended?)")
             if self._file_index == 0:
-                raise SourceError(f"{self.name} has no decodable frame")
+                raise SourceError(f"{self.name} has no decodable frame: is it a video file OpenCV can decode (try `ffprobe`)?")
             if not self.loop:
                 return None
-            # Loop: rewind, and keep time running on from the end of the previous pass.
-            self._t_base += self._file_index / (self.nominal_fps or 25.0)
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            # Loop: rewind, and let time run on from the end of the previous pass.
+            self._t_base += self._file_index / self._fps
             self._file_index = 0
-            ok, pixels = self._cap.read()
-            if not ok or pixels is None:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            pixels = self._grab()
+            if pixels is None:
                 raise SourceError(f"{self.name} cannot be rewound")
-        if self.live:
-            t = time.monotonic()
-        else:
-            t = self._t_base + self._file_index / (self.nominal_fps or 25.0)
+        t = time.monotonic() if self.live else self._t_base + self._file_index / self._fps
         frame = Frame(to_bgr(pixels), t, self._index)
         self._index += 1
         self._file_index += 1
         return frame
 
+    @property
+    def _fps(self) -> float:
+        return self.nominal_fps or FALLBACK_FPS
+
     def close(self) -> None:
         if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+            cap, self._cap = self._cap, None
+            cap.release()
 
 
 @SOURCES.register("v4l2")
 def _camera(spec: str, cfg: SourceConfig, models_dir: Path) -> OpenCVSource:
-    index = int(spec.split(":", 1)[-1])
+    index = camera_index(spec)
     return OpenCVSource(index, cfg, live=True, name=f"v4l2:{index}")
 
 
