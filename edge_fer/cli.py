@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="save the normalised confusion matrix")
     evaluate.add_argument(
+        "--temperature", type=_positive_float, help="override the manifest's calibration temperature (1 = uncalibrated)"
+    )
+    evaluate.add_argument(
         "--fit-temperature",
         action="store_true",
         help="fit the calibration temperature on DIR (held-out training data, never the test split) and print it",
@@ -248,6 +251,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         name = matches[0]
     settings = settings.model_copy(update={"models": settings.models.model_copy(update={"emotion": name})})
     classifier = EmotionClassifier.from_settings(settings)
+    if args.temperature:
+        classifier.temperature = args.temperature
     progress = _progress_bar("eval", disable=args.json)
     if args.fit_temperature:
         from edge_fer.calibration import apply_temperature, expected_calibration_error, fit_temperature

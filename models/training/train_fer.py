@@ -1,7 +1,8 @@
 """Training recipe for edge-fer's own emotion model (FER2013 48x48 grey faces, 7 classes).
 
     python models/training/train_fer.py train  --data ../shared/datasets/fer2013 --out RUN_DIR [--epochs N] [--seed S]
-    python models/training/train_fer.py export --data ../shared/datasets/fer2013 --out RUN_DIR --dest models/
+    python models/training/train_fer.py export --data ../shared/datasets/fer2013 --out RUN_DIR --dest models/ --onnx
+    python models/training/train_fer.py heldout --data ../shared/datasets/fer2013 --out RUN_DIR
 
 `train` resumes by itself from RUN_DIR/backup (Keras BackupAndRestore) when a run was cut off:
 run the same command again. Dependencies: `pip install -e '.[train]'` (TensorFlow CPU); none of
@@ -288,12 +289,28 @@ def cmd_export(args: argparse.Namespace) -> None:
             print("ONNX export failed with both inputs; see `python -m tf2onnx.convert --help`")
 
 
+def cmd_heldout(args: argparse.Namespace) -> None:
+    """Write the held-out validation images (never trained on) as OUT/heldout/<class>/*.png, the
+    folder `edge-fer eval --fit-temperature` calibrates on."""
+    import cv2
+
+    out = Path(args.out)
+    x, y, _ = load_split(Path(args.data), out, "train")
+    va = np.load(out / "val_indices.npy")
+    for i in va:
+        folder = out / "heldout" / CLASSES[y[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:05d}.png"), x[i])
+    print(f"{len(va)} held-out images in {out / 'heldout'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train (resumes from OUT/backup when cut off)")
     export = sub.add_parser("export", help="write float and full-int8 TFLite (and ONNX) models")
-    for p in (train, export):
+    heldout = sub.add_parser("heldout", help="write the held-out validation images for calibration")
+    for p in (train, export, heldout):
         p.add_argument("--data", required=True, help="folder with train.tar, public_test.tar, labels.csv")
         p.add_argument("--out", required=True, help="run folder (checkpoints, cache, logs); outside the repo")
         p.add_argument("--seed", type=int, default=20261124)
@@ -312,7 +329,7 @@ def main() -> None:
     export.add_argument("--logit-adjust", default="auto", help="tau for logit adjustment, 'auto' (fit on held-out) or 0 (off)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    {"train": cmd_train, "export": cmd_export}[args.command](args)
+    {"train": cmd_train, "export": cmd_export, "heldout": cmd_heldout}[args.command](args)
 
 
 if __name__ == "__main__":
