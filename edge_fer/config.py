@@ -56,7 +56,7 @@ class ModelsConfig(_Section):
         description="Folder holding provisioned model files and demo footage (`edge-fer models fetch`).",
     )
     detector: str = Field("blazeface_short", description="Manifest name of the face detector.")
-    emotion: str = Field("mini_xception", description="Manifest name (or .tflite path) of the emotion model.")
+    emotion: str = Field("edge_fer_emotion", description="Manifest name of the emotion model (mini_xception: the baseline).")
 
 
 class RuntimeConfig(_Section):

@@ -27,7 +27,7 @@ def eval_dir(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path
     actress crying (first seconds, `sad`) and laughing (last seconds, `happy`), as 48x48 greys
     like FER2013, plus one unreadable file."""
     root = tmp_path_factory.mktemp("eval")
-    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}})
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir), "emotion": "mini_xception"}})
     detector, classifier = FaceDetector.from_settings(settings), EmotionClassifier.from_settings(settings)
     cap = cv2.VideoCapture(str(models_dir / "demo_wolfgang_langer_pexels.mp4"))
     wanted = {**{i: "sad" for i in range(20, 120, 20)}, **{i: "happy" for i in range(340, 460, 20)}}

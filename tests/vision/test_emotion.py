@@ -22,7 +22,10 @@ from edge_fer.vision.align import crop_for_model
 
 @pytest.fixture(scope="module")
 def stages(models_dir: Path) -> tuple[FaceDetector, EmotionClassifier]:
-    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir), "detector": "blazeface_full"}})
+    # These tests pin the mini-Xception baseline's contract (64x64, [-1, 1] floats); the project's
+    # own int8 model has its tests in test_own_model.py.
+    overrides = {"models": {"dir": str(models_dir), "detector": "blazeface_full", "emotion": "mini_xception"}}
+    settings = load_settings(environ={}, overrides=overrides)
     return FaceDetector.from_settings(settings), EmotionClassifier.from_settings(settings)
 
 

@@ -58,3 +58,25 @@ def test_float_reference_agrees_with_int8(classifier: EmotionClassifier, models_
     crops = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.png"))]
     agree = np.mean(np.argmax(classifier.classify_crops(crops), 1) == np.argmax(reference.classify_crops(crops), 1))
     assert agree >= 0.9
+
+
+def test_demo_expressions_are_read_in_the_right_direction(classifier: EmotionClassifier, models_dir: Path) -> None:
+    """Through the whole pipeline path: the demo's actress cries early and laughs at the end."""
+    from edge_fer.temporal import Tracker
+    from edge_fer.types import Frame
+    from edge_fer.vision import FaceDetector
+
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir), "detector": "blazeface_full"}})
+    detector = FaceDetector.from_settings(settings)
+    cap = cv2.VideoCapture(str(models_dir / "demo_wolfgang_langer_pexels.mp4"))
+    labels, index = {}, 0
+    while index <= 440:
+        ok, pixels = cap.read()
+        assert ok
+        if index in (40, 80, 360, 440):
+            frame = Frame(pixels, index / 24, index)
+            tracks = Tracker().update(detector.detect(frame), frame.t)
+            labels[index] = classifier.labels[int(np.argmax(classifier.classify(frame, tracks)[1]))]
+        index += 1
+    assert labels[40] == labels[80] == "sad"
+    assert labels[360] == labels[440] == "happy"
