@@ -135,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="manifest name, or a .tflite file listed in the manifest (default: config models.emotion)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="save the normalised confusion matrix")
-    evaluate.add_argument(
-        "--temperature", type=_positive_float, help="override the manifest's calibration temperature (1 = uncalibrated)"
-    )
+    evaluate.add_argument("--temperature", type=_positive_float, help="override the manifest's calibration temperature (1 = uncalibrated)")
     evaluate.add_argument(
         "--fit-temperature",
         action="store_true",
