@@ -63,11 +63,11 @@ def test_missing_and_corrupt_model_exit_4(tmp_path: Path, run_env: dict[str, str
     broken = tmp_path / "models"
     shutil.copytree(models_dir, broken)
     env = dict(run_env, EDGE_FER_MODELS__DIR=str(broken))
-    (broken / "mini_xception_fer.tflite").unlink()
+    (broken / "face_detection_short_range.tflite").unlink()
     result = edge_fer(["run", "--source", "demo", "--max-frames", "5"], env, tmp_path)
     assert result.returncode == 4
     assert "edge-fer models fetch" in result.stderr
-    (broken / "mini_xception_fer.tflite").write_bytes(b"\0" * 1000)
+    (broken / "face_detection_short_range.tflite").write_bytes(b"\0" * 1000)
     result = edge_fer(["run", "--source", "demo", "--max-frames", "5"], env, tmp_path)
     assert result.returncode == 4
     assert "sha256" in result.stderr
