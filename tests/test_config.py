@@ -79,3 +79,23 @@ def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     (creds / "mqtt_password").write_text("fromsystemd")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     assert load_settings(environ={}, overrides={"mqtt": {"username": "u"}}).mqtt.resolved_password() == "fromsystemd"
+
+
+def test_every_key_is_documented_in_the_default_file_and_the_readme() -> None:
+    from pydantic import BaseModel
+
+    from edge_fer.config import Settings
+
+    toml = (REPO / "firmware_config" / "edge-fer.toml").read_text()
+    readme = (REPO / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            assert f"[{name}]" in toml and f"`{name}`" in readme, name
+            for key in annotation.model_fields:
+                if key == "password":
+                    continue  # documented as password_file on purpose
+                assert f"\n{key} =" in toml or f"# {key} =" in toml, f"{name}.{key} missing from edge-fer.toml"
+                assert f"`{key}`" in readme, f"{name}.{key} missing from README.md"
+        else:
+            assert f"{name} =" in toml, name
