@@ -136,11 +136,7 @@ class CaptureThread:
             raise RuntimeError("CaptureThread.start() called twice")
         source = self._factory()
         self.name = source.name
-        try:
-            source.open()
-        except BaseException:
-            _close_quietly(source)
-            raise
+        _open_or_close(source)
         self._install(source)
         with self._cond:
             self.state = "running"
@@ -333,11 +329,7 @@ class CaptureThread:
         logger.debug("%s ended; looping", self.name)
         self._close_source()
         source = self._factory()
-        try:
-            source.open()
-        except BaseException:
-            _close_quietly(source)
-            raise
+        _open_or_close(source)
         self._install(source)
         return True
 
@@ -407,6 +399,15 @@ class CaptureThread:
         logger.info("source %s is back after %.1f s (%d reopen attempt(s))", self.name, time.monotonic() - self._failed_at, max(self._attempt, 1))
         self._recovering = False
         self._attempt = 0
+
+
+def _open_or_close(source: FrameSource) -> None:
+    """Open `source`; if that fails, release whatever it half-acquired and re-raise."""
+    try:
+        source.open()
+    except BaseException:
+        _close_quietly(source)
+        raise
 
 
 def _close_quietly(source: FrameSource) -> None:
