@@ -225,12 +225,15 @@ class Runner:
                     break
                 wait_start = time.perf_counter()
                 frame = self.capture.get(timeout_s=0.5)
+                # Commands and stats go on while no frame comes (a camera being reopened), so
+                # its state stays visible and `status` is still answered.
+                self._handle_commands()
                 if frame is None:
                     if self.capture.finished:
                         break
+                    self._maybe_stats()
                     continue
                 timer.record("capture", (time.perf_counter() - wait_start) * 1000.0)
-                self._handle_commands()
                 if self.paused:
                     self.notifier.frame_processed(time.monotonic(), "paused")  # frames still flow
                     continue

@@ -274,3 +274,46 @@ def test_doctor_reads_the_running_service_state(broker: Broker, run_env: dict[st
     down = edge_fer(["doctor", "--source", "demo"], env, tmp_path)
     assert down.returncode == 0  # the broker is not required: events queue
     assert "[warn] broker" in down.stdout and "events will queue" in down.stdout
+
+
+def test_stats_keep_coming_while_the_camera_is_away(models_dir: Path) -> None:
+    """A source that stops delivering (being reopened): stats still report its state."""
+    import io
+    import threading
+
+    from edge_fer.capture import CaptureThread
+    from edge_fer.capture.base import SourceBase
+    from edge_fer.pipeline import Pipeline
+    from edge_fer.runner import Runner
+    from edge_fer.sinks.stdout import StdoutSink
+    from edge_fer.types import Frame
+
+    class SilentCamera(SourceBase):
+        live, name = True, "silent"
+
+        def open(self) -> None:
+            pass
+
+        def read(self) -> Frame | None:
+            time.sleep(0.05)
+            raise OSError("no signal")
+
+        def close(self) -> None:
+            pass
+
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}, "sinks": [], "aggregate": {"stats_interval_s": 1}})
+    capture = CaptureThread(SilentCamera, backoff_initial_s=0.05, reopen_backoff_max_s=0.2)
+    capture.start()
+    stream = io.StringIO()
+    stop = threading.Event()
+    runner = Runner(settings, Pipeline.from_settings(settings), capture, [StdoutSink("p", "d", stream)], stop)
+    timer = threading.Timer(2.5, stop.set)
+    timer.start()
+    try:
+        report = runner.run()
+    finally:
+        timer.cancel()
+        capture.stop()
+    assert report.frames == 0
+    stats = [json.loads(line) for line in stream.getvalue().splitlines() if "/stats" in line]
+    assert len(stats) >= 2 and stats[-1]["source_state"] == "reconnecting"
