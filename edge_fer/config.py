@@ -100,6 +100,18 @@ class TrackerConfig(_Section):
     stable_hits: int = Field(3, ge=1, le=100, description="Hits after which a track counts as stable.")
 
 
+class MicroConfig(_Section):
+    min_ms: float = Field(40.0, gt=0, le=1000, description="Shortest micro-expression reported (ms).")
+    max_ms: float = Field(500.0, gt=0, le=5000, description="Longest micro-expression reported (ms); longer is a macro-expression.")
+    onset: float = Field(0.3, gt=0, lt=1, description="Rise of a class above the track's own baseline that starts an episode.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MicroConfig:
+        if self.min_ms >= self.max_ms:
+            raise ValueError("min_ms must be smaller than max_ms")
+        return self
+
+
 class AggregateConfig(_Section):
     window_s: float = Field(10.0, ge=0.5, le=3600, description="Length of a summary window (s).")
     min_faces: int = Field(1, ge=1, le=100, description="k-anonymity: windows with fewer distinct faces publish counts but no emotion shares.")
@@ -212,6 +224,7 @@ class Settings(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     tracker: TrackerConfig = TrackerConfig()
     aggregate: AggregateConfig = AggregateConfig()
+    micro: MicroConfig = MicroConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     health: HealthConfig = HealthConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()

@@ -17,7 +17,8 @@ import numpy as np
 
 from edge_fer.aggregate import Aggregator
 from edge_fer.temporal import ProbabilitySmoother, Tracker
-from edge_fer.types import FaceObservation, Frame, Tracks, TrackSummary, WindowSummary
+from edge_fer.temporal.micro import MicroSpotter
+from edge_fer.types import FaceObservation, Frame, MicroExpression, Tracks, TrackSummary, WindowSummary
 from edge_fer.vision.affect import valence_arousal
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class FrameResult:
     ended_tracks: tuple[TrackSummary, ...] = ()
     summary: WindowSummary | None = None
     classified: int = 0
+    micro_expressions: tuple[MicroExpression, ...] = ()
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Pipeline:
     every_n_frames: int = 2
     stable_hits: int = 3
     min_confidence: float = 0.0
+    spotter: MicroSpotter | None = None
     timer: StageTimer = field(default_factory=StageTimer)
     _memo: dict[int, _TrackMemo] = field(default_factory=dict)
     _processed: int = 0
@@ -125,6 +128,7 @@ class Pipeline:
             every_n_frames=settings.classifier.every_n_frames,
             stable_hits=settings.tracker.stable_hits,
             min_confidence=settings.classifier.min_confidence,
+            spotter=MicroSpotter(classifier.labels, settings.micro.min_ms, settings.micro.max_ms, settings.micro.onset, settings.micro.onset / 2),
         )
 
     def process(self, frame: Frame) -> FrameResult:
@@ -146,14 +150,24 @@ class Pipeline:
             fresh = self.classifier.classify(frame, tracks, which) if which.any() else {}
         with timer.time("temporal"):
             observations = self._observe(frame.t, n, tracks, fresh)
+            micros: tuple[MicroExpression, ...] = ()
+            if self.spotter is not None and fresh:
+                # Spotting reads the raw (unsmoothed) probabilities: smoothing would blur a
+                # 40-500 ms flash. Uncertain faces abstain here too.
+                certain = {o.track_id for o in observations if o.fresh and not o.uncertain}
+                micros = tuple(self.spotter.update(observations, {k: v for k, v in fresh.items() if k in certain}, frame.t))
         with timer.time("aggregate"):
             self.aggregator.add(frame.t, tracks, observations)
+            for micro in micros:
+                self.aggregator.add_micro(micro)
             ended = tuple(self.aggregator.end_tracks(tracks.ended))
             self.smoother.forget(tracks.ended)
+            if self.spotter is not None:
+                self.spotter.forget(tracks.ended)
             for track_id in tracks.ended:
                 self._memo.pop(track_id, None)
             summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
-        return FrameResult(frame.index, frame.t, tracks, observations, ended, summary, classified=len(fresh))
+        return FrameResult(frame.index, frame.t, tracks, observations, ended, summary, classified=len(fresh), micro_expressions=micros)
 
     def _observe(self, t: float, n: int, tracks: Tracks, fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
         labels = self.classifier.labels

@@ -27,7 +27,7 @@ from edge_fer.control import Command, CommandError, CommandInbox, apply_set, par
 from edge_fer.health import SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
 from edge_fer.sinks import Sink, build_sinks
-from edge_fer.sinks.payloads import Event, cmd_result_event, privacy_event, stats_event, summary_event, track_event
+from edge_fer.sinks.payloads import Event, cmd_result_event, micro_event, privacy_event, stats_event, summary_event, track_event
 from edge_fer.types import Tracks
 
 logger = logging.getLogger(__name__)
@@ -170,6 +170,8 @@ class Runner:
     def _emit(self, result: FrameResult) -> None:
         events_level = self.settings.aggregate.privacy_level == "events"
         if events_level:
+            for micro in result.micro_expressions:
+                self._publish(micro_event(micro))
             for ended in result.ended_tracks:
                 self._publish(track_event(ended))
         if result.summary is not None:

@@ -29,6 +29,7 @@ ALLOWED_KEYS = {
     # <prefix>/privacy: the audit record of the device's settings
     "context", "purpose", "controller", "retention_days", "min_faces", "privacy_level", "min_confidence", "window_s",
     "images_leave_device", "face_recognition", "remote_control", "micro_per_min", "dominant",
+    "emotion", "duration_ms", "apex_ms", "intensity",  # event/micro_expression
     # homeassistant/sensor/<device>_<metric>/config: static discovery metadata
     "name", "unique_id", "state_topic", "value_template", "availability_topic", "payload_available",
     "payload_not_available", "icon", "identifiers", "model", "manufacturer", "sw_version", "unit_of_measurement",
