@@ -35,7 +35,9 @@ setup(
         "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff==0.17.6", "mypy==2.4.1"],
         "eval": ["matplotlib>=3.7", "tqdm>=4.60"],
         "onnx": ["onnxruntime>=1.17"],
-        "train": ["tensorflow-cpu>=2.15", "tf2onnx>=1.16", "matplotlib>=3.7"],
+        # Training (PyTorch, bfloat16 on CPU) and conversion (TensorFlow's TFLite converter for the
+        # full-int8 export, onnx for the ONNX export). CPU-only torch: see models/training/README.md.
+        "train": ["torch>=2.4", "tensorflow-cpu>=2.15", "onnx>=1.16", "tf2onnx>=1.16", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["edge-fer=edge_fer.cli:main"]},
     classifiers=[

@@ -217,7 +217,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     statuses = models.verify_all(directory)
     if args.models_command == "verify":
-        bad = [(e, s) for e, s in statuses if s != "ok"]
+        bad = [(e, s) for e, s in statuses if s not in ("ok", "absent")]
         for entry, status in statuses:
             print(f"{status:<8} {entry.name:<18} {entry.path(directory)}")
         if bad:
@@ -225,7 +225,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             return 4
         return 0
     for entry, status in statuses:
-        source = "bundled" if entry.bundled else entry.package
+        source = ("recipe-made" if entry.optional else "bundled") if entry.bundled else entry.package
         print(f"{entry.name:<18} {entry.kind:<9} {status:<8} {source:<28} {entry.license}")
     return 0
 

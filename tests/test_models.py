@@ -75,3 +75,32 @@ def test_fetch_refuses_a_member_whose_hash_does_not_match(tmp_path: Path) -> Non
 def test_verify_all_reports_missing(tmp_path: Path) -> None:
     statuses = dict((e.name, s) for e, s in models.verify_all(tmp_path))
     assert statuses["blazeface_short"] == "missing"
+
+
+def _manifest_with_optional(directory: Path, optional_line: str = "optional = true") -> Path:
+    (directory / "manifest.toml").write_text(
+        "[made_here]\n"
+        'kind = "emotion"\nbundled = true\n'
+        f"{optional_line}\n"
+        'file = "made_here.tflite"\nsha256 = "' + "0" * 64 + '"\nlicense = "Apache-2.0"\n'
+        "[committed]\n"
+        'kind = "emotion"\nbundled = true\nfile = "committed.tflite"\nsha256 = "' + "0" * 64 + '"\nlicense = "Apache-2.0"\n'
+    )
+    return directory
+
+
+def test_an_optional_recipe_made_file_is_absent_not_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "bundled_dir", lambda: _manifest_with_optional(tmp_path))
+    statuses = {e.name: s for e, s in models.verify_all(tmp_path)}
+    assert statuses == {"made_here": "absent", "committed": "missing"}  # a committed file is still required
+    with pytest.raises(ModelError, match="made by a recipe and not committed.*models/training/README.md"):
+        models.resolve("made_here", tmp_path)
+
+
+def test_optional_is_refused_for_provisioned_entries(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(
+        '[x]\nkind = "detector"\noptional = true\npackage = "p==1"\nmember = "m"\nfile = "f"\nsha256 = "' + "0" * 64 + '"\n'
+    )
+    with pytest.raises(ModelError, match=r"\[x\] optional = true is only for bundled"):
+        models.load_manifest(manifest)
