@@ -65,7 +65,7 @@ def _edgetpu(settings: Settings) -> Check:
     from edge_fer.runtime import edgetpu_available
 
     ok, why = edgetpu_available()
-    return Check("edge tpu", ok, "present" if ok else why, required=settings.runtime.backend == "edgetpu")
+    return Check("edge tpu", ok, f"present: {why}" if ok else why, required=settings.runtime.backend == "edgetpu")
 
 
 def _gpu(_: Settings) -> Check:

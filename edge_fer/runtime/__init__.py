@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from edge_fer.errors import ModelError
 from edge_fer.runtime.base import BACKENDS, LoadOptions, Model, ModelFiles, TensorInfo
-from edge_fer.runtime.edgetpu import EDGETPU_LIBRARY, edgetpu_available
+from edge_fer.runtime.edgetpu import EDGETPU_LIBRARY, EdgeTpuModel, edgetpu_available
 from edge_fer.runtime.litert import LiteRTModel, runtime_name
 from edge_fer.runtime.onnx import GPU_PROVIDERS, OnnxModel, gpu_providers
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "EDGETPU_LIBRARY",
+    "EdgeTpuModel",
     "LiteRTModel",
     "LoadOptions",
     "Model",
