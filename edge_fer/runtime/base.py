@@ -175,8 +175,9 @@ class Model(ABC):
     @abstractmethod
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """Set the inputs (NHWC arrays of each `inputs` tensor's dtype and shape), infer, and
-        return the outputs in `outputs` order, as arrays the caller may keep. The raw inference
-        time is added to `invoke_s_total`."""
+        return the outputs in `outputs` order, valid at least until the next `run` (a back-end
+        may hand out its own output buffers). The raw inference time is added to
+        `invoke_s_total`."""
 
     def _timed(self, start_s: float) -> None:
         self.last_invoke_s = time.perf_counter() - start_s
