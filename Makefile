@@ -31,8 +31,9 @@ $(BIN)/python:
 	  $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# `onnx` (onnxruntime) for the ONNX back-end's parity tests, which must run, never skip.
 $(VENV)/.installed: $(BIN)/python setup.py
-	$(BIN)/python -m pip install --quiet -e '.[dev,eval]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,eval,onnx]'
 	@touch $@
 
 install: $(VENV)/.installed

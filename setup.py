@@ -34,7 +34,10 @@ setup(
         # Linters pinned: a new release with new rules must not turn CI red by itself.
         "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff==0.17.6", "mypy==2.4.1"],
         "eval": ["matplotlib>=3.7", "tqdm>=4.60"],
+        # Run time: the `onnx` back-end (on a Jetson use NVIDIA's onnxruntime-gpu wheel instead).
         "onnx": ["onnxruntime>=1.17"],
+        # Conversion time only (models/convert_onnx.py): TensorFlow is never needed at run time.
+        "convert": ["tensorflow-cpu>=2.15", "tf2onnx>=1.16", "onnx>=1.15", "onnxruntime>=1.17"],
         # Training (PyTorch, bfloat16 on CPU) and conversion (TensorFlow's TFLite converter for the
         # full-int8 export, onnx for the ONNX export). CPU-only torch: see models/training/README.md.
         "train": ["torch>=2.4", "tensorflow-cpu>=2.15", "onnx>=1.16", "tf2onnx>=1.16", "matplotlib>=3.7"],

@@ -14,7 +14,6 @@ from typing import Any
 
 from edge_fer.config import Settings
 from edge_fer.runner import rss_mb, run
-from edge_fer.runtime import runtime_name
 
 
 def bench(settings: Settings, frames: int, *, t0: float | None = None) -> dict[str, Any]:
@@ -23,8 +22,7 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None) -> dict[s
     models: dict[str, Any] = {}
 
     def collect(pipeline: Any) -> None:
-        for stage, model in (("detect", pipeline.detector.model), ("classify", pipeline.classifier.model)):
-            models[stage] = model
+        models.update(pipeline.models())
 
     report = run(settings, max_frames=frames, started_at=t0, on_built=collect)
     invoke_ms = {stage: 1000.0 * m.invoke_s_total / max(report.frames, 1) for stage, m in models.items()}
@@ -41,8 +39,8 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None) -> dict[s
         "startup_s": round(report.startup_s or 0.0, 3),
         "detector": settings.models.detector,
         "emotion_model": settings.models.emotion,
-        "runtime": runtime_name(),
-        "backend": {k: m.backend for k, m in models.items()},
+        "runtime": ", ".join(sorted({m.runtime for m in models.values()})),
+        "backend": {k: m.label for k, m in models.items()},
         "num_threads": settings.runtime.num_threads,
         "source": settings.source.spec,
         "raw_invoke_ms_per_frame": {k: round(v, 3) for k, v in invoke_ms.items()},

@@ -60,8 +60,14 @@ class ModelsConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    backend: Literal["auto", "cpu", "edgetpu"] = Field("auto", description="auto: Edge TPU when a compiled model and the device exist, else CPU.")
-    num_threads: int = Field(2, ge=1, le=16, description="CPU threads per interpreter (XNNPACK).")
+    backend: Literal["auto", "cpu", "edgetpu", "onnx"] = Field(
+        "auto",
+        description=(
+            "auto (per model): the Edge TPU when a compiled model and a Coral exist, else ONNX Runtime when a GPU "
+            "provider (TensorRT/CUDA) runs it, else LiteRT on the CPU; cpu, edgetpu, onnx: that back-end or an error."
+        ),
+    )
+    num_threads: int = Field(2, ge=1, le=16, description="CPU threads per model (XNNPACK; ONNX Runtime intra-op).")
 
 
 class SourceConfig(_Section):

@@ -46,17 +46,32 @@ def _models(settings: Settings) -> Check:
     return Check("models", True, f"{', '.join(sorted(wanted))} verified in {settings.models.dir}")
 
 
+def _backends(settings: Settings) -> Check:
+    """Load the configured models as `edge-fer run` would and say which back-end runs each."""
+    from edge_fer.models import resolve
+    from edge_fer.runtime import load_manifest_model
+
+    parts = []
+    for kind, name in (("detector", settings.models.detector), ("emotion", settings.models.emotion)):
+        try:
+            model = load_manifest_model(*resolve(name, settings.models.dir, kind), settings)
+        except EdgeFerError as exc:
+            return Check("backend", False, f"{name} (runtime.backend = {settings.runtime.backend!r}): {exc}")
+        parts.append(f"{name} on {model.label} ({model.provider})")
+    return Check("backend", True, f"runtime.backend = {settings.runtime.backend!r}: " + "; ".join(parts))
+
+
 def _edgetpu(settings: Settings) -> Check:
     from edge_fer.runtime import edgetpu_available
 
     ok, why = edgetpu_available()
-    return Check("edge tpu", ok, "present" if ok else why, required=settings.runtime.backend == "edgetpu")
+    return Check("edge tpu", ok, f"present: {why}" if ok else why, required=settings.runtime.backend == "edgetpu")
 
 
 def _gpu(_: Settings) -> Check:
     """The Jetson path: ONNX Runtime and its TensorRT / CUDA execution providers."""
     try:
-        import onnxruntime  # type: ignore[import-not-found,unused-ignore]
+        import onnxruntime  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return Check("cuda/tensorrt", False, "onnxruntime is not installed (Jetson: the onnxruntime-gpu wheel for your JetPack)", required=False)
     providers = onnxruntime.get_available_providers()
@@ -205,7 +220,7 @@ def _source(settings: Settings, spec: str) -> Check:
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:
     """Print each check; exit code 1 when a required check fails, else 0."""
-    checks = [fn(settings) for fn in (_python, _runtime, _models, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
+    checks = [fn(settings) for fn in (_python, _runtime, _models, _backends, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
     checks.append(_source(settings, source or settings.source.spec))
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")

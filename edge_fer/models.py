@@ -68,6 +68,12 @@ class ModelEntry:
         """Where the file lives: `models_dir` for provisioned files, the repo for bundled ones."""
         return (bundled_dir() if self.bundled else Path(models_dir)) / self.file
 
+    def onnx_path(self) -> Path | None:
+        """The model's ONNX export for the ``onnx`` back-end (manifest key ``onnx``; this
+        project's conversion, committed in ``models/`` by ``models/convert_onnx.py``), or None."""
+        name = self.extra.get("onnx")
+        return bundled_dir() / str(name) if name else None
+
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
     """Parse the manifest; raises `ModelError` naming the entry and key when it is malformed."""
@@ -90,6 +96,8 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
             raise ModelError(f"manifest {path}: [{name}] needs package and member (or bundled = true)")
         if body.get("optional") and not body.get("bundled"):
             raise ModelError(f"manifest {path}: [{name}] optional = true is only for bundled (recipe-made) files")
+        if ("onnx" in body) != ("onnx_sha256" in body):
+            raise ModelError(f"manifest {path}: [{name}] must give onnx and onnx_sha256 together (models/convert_onnx.py writes both)")
         entries[name] = ModelEntry(
             name=name,
             kind=body["kind"],

@@ -23,6 +23,7 @@ from edge_fer.vision.affect import valence_arousal
 
 if TYPE_CHECKING:
     from edge_fer.config import Settings
+    from edge_fer.runtime import Model
     from edge_fer.vision.blazeface import FaceDetector
     from edge_fer.vision.emotion import EmotionClassifier
 
@@ -130,6 +131,10 @@ class Pipeline:
             min_confidence=settings.classifier.min_confidence,
             spotter=MicroSpotter(classifier.labels, settings.micro.min_ms, settings.micro.max_ms, settings.micro.onset, settings.micro.onset / 2),
         )
+
+    def models(self) -> dict[str, Model]:
+        """The loaded models by the stage that runs them, for stats and bench (back-end, invokes)."""
+        return {"detect": self.detector.model, "classify": self.classifier.model}
 
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage on `frame`; returns what it produced (see `FrameResult`)."""

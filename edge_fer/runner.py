@@ -193,6 +193,7 @@ class Runner:
             "cpu_temp_c": self.thermal.temperature_c if self.thermal.temperature_c is not None else read_temperature_c(),
             "detector": self.settings.models.detector,
             "emotion_model": self.settings.models.emotion,
+            "backends": {stage: model.label for stage, model in self.pipeline.models().items()},
             "stages_ms": {k: v["p50"] for k, v in self.pipeline.timer.percentiles().items()},
             "paused": self.paused,
             "inference_state": self.inference_state,

@@ -1,20 +1,27 @@
-"""Fakes at hardware boundaries only: the Pi camera (there is none on a CI machine).
+"""Fakes at hardware boundaries only: the Pi camera and the Coral Edge TPU (neither is on a CI machine).
 
 `FakeCameraSystem.module()` builds a stand-in for the ``picamera2`` package whose ``Picamera2``
 class has the real method names and signatures, serves a real photo as the camera image and
 records the calls, so tests can check the lifecycle the real device needs. Inject it with
 ``monkeypatch.setitem(sys.modules, "picamera2", system.module())``: the source under test then
 takes exactly the code path it takes on a Pi.
+
+`FakeCoral.host()` is what a host with a Coral shows edge-fer: libedgetpu in a library folder,
+the accelerator in sysfs or /dev, and a delegate loader. Inject it with
+``monkeypatch.setattr(edge_fer.runtime.edgetpu, "HOST", coral.host())``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import types
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from edge_fer.runtime.edgetpu import EDGETPU_LIBRARY, EdgeTpuHost
 
 
 class FakeCameraSystem:
@@ -122,3 +129,101 @@ class FakePicamera2:
 
     def close(self) -> None:
         self.system.calls.append("close")
+
+
+#: ``TfLiteStatus (*Prepare)(TfLiteContext*, TfLiteDelegate*)``
+_PREPARE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class _TfLiteDelegate(ctypes.Structure):
+    """TFLite's C ``TfLiteDelegate`` (tensorflow/lite/core/c/common.h), zero-padded at the end."""
+
+    _fields_ = [
+        ("data_", ctypes.c_void_p),
+        ("Prepare", _PREPARE),
+        ("CopyFromBufferHandle", ctypes.c_void_p),
+        ("CopyToBufferHandle", ctypes.c_void_p),
+        ("FreeBufferHandle", ctypes.c_void_p),
+        ("flags", ctypes.c_int64),
+        ("opaque_delegate_builder", ctypes.c_void_p),
+        ("_reserved", ctypes.c_void_p * 8),
+    ]
+
+
+class FakeEdgeTpuDelegate:
+    """A real TfLiteDelegate whose Prepare claims no node, behind the ``_get_native_delegate_pointer``
+    method the interpreter calls on what ``load_delegate`` returns. The interpreter applies it
+    exactly as it applies libedgetpu's; the graph then runs on the interpreter's own kernels."""
+
+    def __init__(self, coral: FakeCoral) -> None:
+        def prepare(_context: int | None, _delegate: int | None) -> int:
+            coral.prepared += 1
+            return 0  # kTfLiteOk
+
+        self._prepare = _PREPARE(prepare)  # kept alive as long as the delegate
+        self._struct = _TfLiteDelegate(Prepare=self._prepare)
+
+    def _get_native_delegate_pointer(self) -> int:
+        return ctypes.addressof(self._struct)
+
+
+class FakeCoral:
+    """A Coral Edge TPU as a Linux host shows it (see the module docstring).
+
+    A compiled model's ``edgetpu-custom-op`` needs the real chip, so tests use an int8 model
+    itself as the ``_edgetpu.tflite`` file: everything up to and including the interpreter
+    applying the delegate is the real code path; the arithmetic runs on the CPU.
+
+    Args:
+        root: a scratch folder for the fake library, /dev and sysfs.
+        library: libedgetpu is installed.
+        usb: USB id of an attached USB Accelerator (``18d1:9302`` after its firmware is loaded,
+            ``1a6e:089a`` before), or None.
+        pcie: an M.2/PCIe card is present (``/dev/apex_0``).
+        delegate_error: the delegate loader raises this, as the real one does when libedgetpu
+            cannot open the device (``ValueError: Failed to load delegate from …``).
+
+    Attributes:
+        loads: library paths the loader was called with.
+        prepared: how many times an interpreter applied a delegate (its Prepare call).
+    """
+
+    def __init__(
+        self, root: Path, *, library: bool = True, usb: str | None = "18d1:9302", pcie: bool = False, delegate_error: Exception | None = None
+    ) -> None:
+        self.root = root
+        self.delegate_error = delegate_error
+        self.loads: list[str] = []
+        self.prepared = 0
+        (root / "lib").mkdir(parents=True, exist_ok=True)
+        (root / "dev").mkdir(exist_ok=True)
+        usb_dir = root / "sys" / "bus" / "usb" / "devices"
+        hub = usb_dir / "usb1"  # a root hub is always there; it is not a Coral
+        hub.mkdir(parents=True, exist_ok=True)
+        (hub / "idVendor").write_text("1d6b\n")
+        (hub / "idProduct").write_text("0002\n")
+        if library:
+            (root / "lib" / EDGETPU_LIBRARY).write_bytes(b"")
+        if usb is not None:
+            vendor, product = usb.split(":")
+            device = usb_dir / "1-1"
+            device.mkdir(exist_ok=True)
+            (device / "idVendor").write_text(vendor + "\n")
+            (device / "idProduct").write_text(product + "\n")
+        if pcie:
+            (root / "dev" / "apex_0").write_bytes(b"")
+
+    def load_delegate(self, library: str, options: dict[str, Any] | None = None) -> FakeEdgeTpuDelegate:
+        """``load_delegate(library, options)`` with the real one's signature."""
+        self.loads.append(library)
+        if self.delegate_error is not None:
+            raise self.delegate_error
+        return FakeEdgeTpuDelegate(self)
+
+    def host(self) -> EdgeTpuHost:
+        return EdgeTpuHost(
+            library_globs=(str(self.root / "lib" / "libedgetpu.so.1*"),),
+            dev_dir=self.root / "dev",
+            usb_devices_dir=self.root / "sys" / "bus" / "usb" / "devices",
+            load_delegate=self.load_delegate,
+        )

@@ -68,3 +68,13 @@ def test_broker_down_at_start_then_up_delivers_everything(broker: Broker, run_en
         assert seqs[0] == min(seqs) and len(seqs) >= 5
     finally:
         collector.close()
+
+
+def test_the_onnx_backend_runs_the_demo_and_says_so_in_stats(run_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**run_env, "EDGE_FER_RUNTIME__BACKEND": "onnx"}
+    result = edge_fer(["run", "--source", "demo", "--sink", "stdout", "--max-frames", "60", "--window", "1", "--realtime", "off"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    stats = [line for line in lines if line["topic"].endswith("/stats")]
+    assert stats and stats[-1]["backends"] == {"detect": "onnx:cpu", "classify": "onnx:cpu"}
+    assert any(s["faces"]["distinct"] == 1 and s["emotions"] for s in lines if s["topic"].endswith("/summary"))

@@ -94,10 +94,26 @@ def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> N
     assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
 
 
+def test_bench_reports_the_backend_of_each_model(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = edge_fer(["bench", "--frames", "30", "--json"], {**run_env, "EDGE_FER_RUNTIME__BACKEND": "onnx"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["backend"] == {"detect": "onnx:cpu", "classify": "onnx:cpu"} and record["runtime"].startswith("onnxruntime ")
+    assert record["faces_per_frame"] == pytest.approx(1.0) and record["invokes"]["detect"] == 30
+    assert record["raw_invoke_ms_per_frame"]["detect"] > 0
+    default = json.loads(edge_fer(["bench", "--frames", "5", "--json"], run_env, tmp_path).stdout)
+    assert default["backend"] == {"detect": "cpu", "classify": "cpu"} and default["runtime"].startswith("ai-edge-litert ")
+
+
 def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> None:
     result = edge_fer(["doctor", "--source", "demo"], run_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("python", "tflite runtime", "models", "edge tpu", "source demo"):
         assert name in result.stdout
+    assert "[ok  ] backend          runtime.backend = 'auto': blazeface_short on cpu (XNNPACK" in result.stdout
+    result = edge_fer(["doctor", "--source", "demo"], {**run_env, "EDGE_FER_RUNTIME__BACKEND": "onnx"}, tmp_path)
+    assert result.returncode == 0 and "edge_fer_emotion on onnx:cpu (CPUExecutionProvider)" in result.stdout
+    result = edge_fer(["doctor", "--source", "demo"], {**run_env, "EDGE_FER_RUNTIME__BACKEND": "edgetpu"}, tmp_path)
+    assert result.returncode == 1 and "[FAIL] backend" in result.stdout and "[FAIL] edge tpu" in result.stdout  # no Coral here
     result = edge_fer(["doctor", "--source", "v4l2:9"], run_env, tmp_path)
     assert result.returncode == 1 and "[FAIL] source v4l2:9" in result.stdout and "v4l2-ctl" in result.stdout

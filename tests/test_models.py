@@ -20,6 +20,24 @@ def test_manifest_entries_are_complete() -> None:
                 assert key in entry.extra, f"{entry.name} lacks {key}"
 
 
+def test_every_onnx_export_is_committed_small_and_pinned() -> None:
+    """The ONNX exports (models/convert_onnx.py) are this project's conversions, committed beside
+    the manifest: each under ~3 MB, with the hash the manifest pins."""
+    with_onnx = {e.name: e for e in models.load_manifest().values() if "onnx" in e.extra}
+    assert {"blazeface_short", "blazeface_full", "face_mesh", "mini_xception", "edge_fer_emotion"} <= set(with_onnx)
+    for entry in with_onnx.values():
+        path = entry.onnx_path()
+        assert path is not None and path.is_file(), entry.name
+        assert path.stat().st_size < 3_000_000 and models.sha256_of(path) == entry.extra["onnx_sha256"], entry.name
+
+
+def test_onnx_needs_its_hash(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text('[m]\nkind = "detector"\nfile = "m.tflite"\nsha256 = "ab"\nbundled = true\nonnx = "m.onnx"\n')
+    with pytest.raises(ModelError, match="onnx and onnx_sha256 together"):
+        models.load_manifest(manifest)
+
+
 def test_resolve_verifies_hash(models_dir: Path, tmp_path: Path) -> None:
     entry, path = models.resolve("blazeface_short", models_dir, "detector")
     assert path.is_file() and entry.extra["variant"] == "short"

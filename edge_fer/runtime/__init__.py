@@ -1,194 +1,125 @@
-"""Interpreter loading: LiteRT (`ai_edge_litert`), then `tflite_runtime`, then `tensorflow.lite`.
+"""Model loading: one `Model` interface, back-ends registered by key, and the ``auto`` choice.
 
-`load_model` returns a `Model` that hides which runtime and delegate run it: stages call
-``model.run(x)`` with an array of the input tensor's dtype and shape and get the outputs back.
+Back-ends (``runtime.backend``):
+
+- ``cpu``: LiteRT with XNNPACK on ``runtime.num_threads`` threads (`edge_fer.runtime.litert`).
+- ``edgetpu``: LiteRT with the Coral delegate on the ``<model>_edgetpu.tflite`` compilation
+  (`edge_fer.runtime.edgetpu`); refuses to start without it, the library or a device.
+- ``onnx``: ONNX Runtime on the model's ONNX export, TensorRT → CUDA → CPU providers
+  (`edge_fer.runtime.onnx`); refuses to start without ONNX Runtime or the export.
+- ``auto`` (default), per model: the Edge TPU when the model has a compiled variant and a Coral
+  is present; else ONNX Runtime when the model has an ONNX export and a GPU provider really runs
+  it (a Jetson); else LiteRT on the CPU. A compiled or GPU path that is present but unusable
+  falls back to the CPU with one warning per reason.
+
+Stages call ``model.run(*inputs)`` with NHWC arrays of the TFLite input dtypes and get the
+outputs back in TFLite order whatever the back-end; ``model.label`` says which one runs.
 """
 
 from __future__ import annotations
 
-import ctypes.util
-import glob
-import importlib
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edge_fer.errors import ModelError
+from edge_fer.runtime.base import BACKENDS, LoadOptions, Model, ModelFiles, TensorInfo
+from edge_fer.runtime.edgetpu import EDGETPU_LIBRARY, EdgeTpuModel, edgetpu_available
+from edge_fer.runtime.litert import LiteRTModel, runtime_name
+from edge_fer.runtime.onnx import GPU_PROVIDERS, OnnxModel, gpu_providers
+
+if TYPE_CHECKING:
+    from edge_fer.config import Settings
+    from edge_fer.models import ModelEntry
+
+__all__ = [
+    "BACKENDS",
+    "EDGETPU_LIBRARY",
+    "EdgeTpuModel",
+    "LiteRTModel",
+    "LoadOptions",
+    "Model",
+    "ModelFiles",
+    "OnnxModel",
+    "TensorInfo",
+    "edgetpu_available",
+    "load_manifest_model",
+    "load_model",
+    "runtime_name",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Import paths tried in order; each provides ``Interpreter`` and ``load_delegate``.
-INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
-EDGETPU_LIBRARY = "libedgetpu.so.1"
+#: Reasons already warned about: ``auto`` falls back with one warning per reason, not per model.
+_warned: set[str] = set()
 
 
-def _interpreter_module() -> Any:
-    errors = []
-    for name in INTERPRETER_MODULES:
+def _warn_once(reason: str, message: str, *args: object) -> None:
+    if reason not in _warned:
+        _warned.add(reason)
+        logger.warning(message, *args)
+
+
+def _auto(files: ModelFiles, options: LoadOptions) -> Model:
+    if files.edgetpu is not None:
+        ok, why = edgetpu_available()
+        if ok:
+            try:
+                return BACKENDS.get("edgetpu")(files, options)
+            except ModelError as exc:
+                _warn_once("edgetpu-failed", "the Edge TPU cannot be used (%s); models run on the CPU", exc)
+        else:
+            _warn_once("edgetpu-absent", "models compiled for the Edge TPU are present (%s) but %s; they run on the CPU", files.edgetpu.name, why)
+    if files.onnx is not None and gpu_providers():
         try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        return module if hasattr(module, "Interpreter") else module.experimental  # pragma: no cover
-    raise ModelError(
-        "no TFLite runtime is installed; `pip install ai-edge-litert` (Python >= 3.10) or "
-        "`pip install tflite-runtime` (tried " + "; ".join(errors) + ")"
-    )
+            model = BACKENDS.get("onnx")(files, options)
+        except ModelError as exc:
+            _warn_once("onnx-failed", "ONNX Runtime cannot run the models on the GPU (%s); they run on the CPU (LiteRT)", exc)
+        else:
+            if model.provider in GPU_PROVIDERS:
+                return model
+            _warn_once(
+                "onnx-cpu",
+                "ONNX Runtime lists %s but runs %s with %s (no usable GPU?); models run on the CPU (LiteRT)",
+                ", ".join(gpu_providers()),
+                files.label,
+                model.provider,
+            )
+    return BACKENDS.get("cpu")(files, options)
 
 
-def runtime_name() -> str:
-    """Name and version of the interpreter package that `load_model` will use."""
-    module = _interpreter_module()
-    root = module.__name__.split(".")[0]
-    try:
-        from importlib.metadata import version
-
-        dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(root, root)
-        return f"{dist} {version(dist)}"
-    except Exception:  # noqa: BLE001 - version lookup is cosmetic
-        return root
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """Shape, dtype and affine quantization (``real = (q - zero_point) * scale``) of a tensor."""
-
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    scale: float
-    zero_point: int
-
-    @property
-    def quantized(self) -> bool:
-        return self.dtype in (np.int8, np.uint8) and self.scale > 0
-
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Float array → this tensor's dtype (rounding and clipping for int8/uint8)."""
-        if not self.quantized:
-            return x.astype(self.dtype, copy=False)
-        info = np.iinfo(self.dtype)
-        q = np.round(x / self.scale + self.zero_point)
-        return np.clip(q, info.min, info.max).astype(self.dtype)
-
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        if not self.quantized:
-            return q.astype(np.float32, copy=False)
-        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
-
-
-def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return TensorInfo(
-        index=int(detail["index"]),
-        name=str(detail["name"]),
-        shape=tuple(int(v) for v in detail["shape"]),
-        dtype=np.dtype(detail["dtype"]),
-        scale=float(scale),
-        zero_point=int(zero_point),
-    )
-
-
-def edgetpu_available() -> tuple[bool, str]:
-    """Whether the Edge TPU library and a device are present, and why not."""
-    if ctypes.util.find_library("edgetpu") is None and not glob.glob("/usr/lib/*/libedgetpu.so.1*"):
-        return False, f"{EDGETPU_LIBRARY} not found: install libedgetpu1-std (see firmware_config/coral/README.md)"
-    if not (glob.glob("/dev/apex_*") or _usb_coral_present()):
-        return False, "no Coral device: no /dev/apex_* (PCIe/M.2) and no USB accelerator (18d1:9302 / 1a6e:089a)"
-    return True, "ok"
-
-
-def _usb_coral_present() -> bool:
-    for vendor_file in glob.glob("/sys/bus/usb/devices/*/idVendor"):
-        try:
-            vendor = Path(vendor_file).read_text().strip()
-            product = (Path(vendor_file).parent / "idProduct").read_text().strip()
-        except OSError:
-            continue
-        if (vendor, product) in (("18d1", "9302"), ("1a6e", "089a")):
-            return True
-    return False
-
-
-class Model:
-    """A loaded TFLite model with its tensors described.
+def load_model(model: Path | str | ModelFiles, *, num_threads: int = 2, backend: str = "auto", cache_dir: Path | None = None) -> Model:
+    """Load a model on `backend`.
 
     Args:
-        path: the .tflite file.
-        num_threads: CPU threads for XNNPACK (ignored by the Edge TPU).
-        backend: ``cpu``, ``edgetpu`` or ``auto`` (Edge TPU when `path` has an ``_edgetpu``
-            sibling and the device is present, else CPU).
+        model: a ``.tflite`` file (its ``_edgetpu`` and ``.onnx`` variants are looked for beside
+            it) or a `ModelFiles` naming the variants.
+        num_threads: CPU threads (XNNPACK; ONNX Runtime intra-op); the Edge TPU ignores it.
+        backend: ``auto``, or a key of `BACKENDS` (``cpu``, ``edgetpu``, ``onnx``).
+        cache_dir: where TensorRT keeps its engines (None: rebuilt at each start).
 
     Raises:
-        ModelError: the file is missing or not a valid model, or ``edgetpu`` was asked for and
-            the library or device is missing (the message says how to fix it).
+        ConfigError: unknown `backend` (the message lists the known ones).
+        ModelError: the model cannot be loaded on the back-end asked for (missing file,
+            runtime, device or variant; the message says how to fix it).
     """
-
-    def __init__(self, path: Path | str, *, num_threads: int = 2, backend: str = "cpu") -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist; run `edge-fer models fetch`")
-        module = _interpreter_module()
-        delegates = []
-        self.backend = "cpu"
-        if backend in ("edgetpu", "auto"):
-            tpu_path = path.with_name(path.stem + "_edgetpu" + path.suffix)
-            ok, why = edgetpu_available()
-            if backend == "edgetpu" and not ok:
-                raise ModelError(f"Edge TPU requested but unavailable: {why}")
-            if ok and tpu_path.is_file():
-                try:
-                    delegates.append(module.load_delegate(EDGETPU_LIBRARY))
-                except (ValueError, OSError) as exc:
-                    if backend == "edgetpu":
-                        raise ModelError(f"cannot load the Edge TPU delegate {EDGETPU_LIBRARY}: {exc}") from exc
-                    logger.warning("Edge TPU delegate failed (%s); using the CPU", exc)
-                else:
-                    path, self.backend = tpu_path, "edgetpu"
-            elif backend == "edgetpu":
-                raise ModelError(f"Edge TPU requested but {tpu_path.name} is missing; run models/compile_edgetpu.sh")
-        try:
-            self._interpreter = module.Interpreter(
-                model_path=str(path),
-                num_threads=num_threads if not delegates else None,
-                experimental_delegates=delegates or None,
-            )
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{path} is not a loadable TFLite model: {exc}") from exc
-        self.path = path
-        self.inputs = [_tensor_info(d) for d in self._interpreter.get_input_details()]
-        self.outputs = [_tensor_info(d) for d in self._interpreter.get_output_details()]
-        self.invoke_count = 0
-        self.invoke_s_total = 0.0
-        self.last_invoke_s = 0.0
-
-    @property
-    def input(self) -> TensorInfo:
-        return self.inputs[0]
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Set the inputs (already of each tensor's dtype and shape), invoke, return copies of
-        the raw outputs in output-detail order. Raw invoke time is kept for the benchmark."""
-        for info, x in zip(self.inputs, inputs):
-            self._interpreter.set_tensor(info.index, x)
-        start = time.perf_counter()
-        self._interpreter.invoke()
-        self.last_invoke_s = time.perf_counter() - start
-        self.invoke_s_total += self.last_invoke_s
-        self.invoke_count += 1
-        return [self._interpreter.get_tensor(o.index) for o in self.outputs]
-
-    def __repr__(self) -> str:
-        return f"Model({self.path.name}, backend={self.backend}, input={self.input.shape} {self.input.dtype})"
+    files = model if isinstance(model, ModelFiles) else ModelFiles.beside(model)
+    options = LoadOptions(num_threads=num_threads, cache_dir=cache_dir)
+    if backend == "auto":
+        return _auto(files, options)
+    return BACKENDS.get(backend)(files, options)
 
 
-def load_model(path: Path | str, *, num_threads: int = 2, backend: str = "auto") -> Model:
-    """Load a model for `backend` (``auto``/``cpu``/``edgetpu``); see `Model`."""
-    return Model(path, num_threads=num_threads, backend=backend)
+def model_files(entry: ModelEntry, path: Path, models_dir: Path) -> ModelFiles:
+    """The files of a resolved manifest model: `path`, the ONNX export the manifest names
+    (``onnx``, ``onnx_sha256``) and a ``_edgetpu`` compilation beside `path` or in `models_dir`."""
+    edgetpu = ModelFiles.beside(path, models_dir).edgetpu
+    onnx = entry.onnx_path()
+    return ModelFiles(tflite=path, onnx=onnx, onnx_sha256=entry.extra.get("onnx_sha256") if onnx else None, edgetpu=edgetpu, name=entry.name)
+
+
+def load_manifest_model(entry: ModelEntry, path: Path, settings: Settings) -> Model:
+    """Load a resolved manifest model (`edge_fer.models.resolve`) as the settings say:
+    ``runtime.backend``, ``runtime.num_threads``, TensorRT engines in ``<state_dir>/tensorrt``."""
+    files = model_files(entry, path, settings.models.dir)
+    return load_model(files, num_threads=settings.runtime.num_threads, backend=settings.runtime.backend, cache_dir=settings.state_dir / "tensorrt")

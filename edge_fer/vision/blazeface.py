@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_fer.errors import ModelError
 from edge_fer.models import resolve
-from edge_fer.runtime import Model, load_model
+from edge_fer.runtime import Model, load_manifest_model
 from edge_fer.types import Detections, Frame
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class FaceDetector:
         variant = entry.extra.get("variant")
         if variant not in VARIANTS:
             raise ModelError(f"manifest entry {entry.name!r}: variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-        model = load_model(path, num_threads=settings.runtime.num_threads, backend=settings.runtime.backend)
+        model = load_manifest_model(entry, path, settings)
         det = settings.detector
         return cls(model, str(variant), det.score_threshold, det.min_face_px, det.nms_iou, det.max_faces)
 

@@ -12,7 +12,7 @@ import numpy as np
 from edge_fer.calibration import apply_temperature
 from edge_fer.errors import ModelError
 from edge_fer.models import ModelEntry, resolve
-from edge_fer.runtime import Model, load_model
+from edge_fer.runtime import Model, load_manifest_model
 from edge_fer.types import Frame, Tracks
 from edge_fer.vision.align import DEFAULT_MARGIN, align_face, crop_for_model
 
@@ -107,7 +107,7 @@ class EmotionClassifier:
             ModelError: unknown, missing or corrupt model, or a contract mismatch.
         """
         entry, path = resolve(settings.models.emotion, settings.models.dir, "emotion")
-        return cls(load_model(path, num_threads=settings.runtime.num_threads, backend=settings.runtime.backend), entry)
+        return cls(load_manifest_model(entry, path, settings), entry)
 
     def align(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """The crop the pipeline classifies: eyes levelled, at the model's input size, grey for
