@@ -117,8 +117,6 @@ def test_an_optional_recipe_made_file_is_absent_not_missing(tmp_path: Path, monk
 
 def test_optional_is_refused_for_provisioned_entries(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.toml"
-    manifest.write_text(
-        '[x]\nkind = "detector"\noptional = true\npackage = "p==1"\nmember = "m"\nfile = "f"\nsha256 = "' + "0" * 64 + '"\n'
-    )
+    manifest.write_text('[x]\nkind = "detector"\noptional = true\npackage = "p==1"\nmember = "m"\nfile = "f"\nsha256 = "' + "0" * 64 + '"\n')
     with pytest.raises(ModelError, match=r"\[x\] optional = true is only for bundled"):
         models.load_manifest(manifest)
