@@ -57,6 +57,7 @@ class ModelsConfig(_Section):
     )
     detector: str = Field("blazeface_short", description="Manifest name of the face detector.")
     emotion: str = Field("edge_fer_emotion", description="Manifest name of the emotion model (mini_xception: the baseline).")
+    landmarks: str = Field("face_mesh", description="Manifest name of the face-mesh model (468 landmarks).")
 
 
 class RuntimeConfig(_Section):
@@ -98,6 +99,24 @@ class TrackerConfig(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
     max_missed_s: float = Field(0.5, ge=0, le=10, description="A track unseen for longer ends.")
     stable_hits: int = Field(3, ge=1, le=100, description="Hits after which a track counts as stable.")
+
+
+class LandmarksConfig(_Section):
+    enabled: bool = Field(
+        True,
+        description="Run the face mesh on tracked faces: action units, head pose, attention, and micro-expression spotting beyond the probabilities.",
+    )
+    rate_hz: float = Field(
+        30.0,
+        gt=0,
+        le=240,
+        description="Mesh runs per second per face at most (a 60 fps camera meshes every 2nd frame at 30; 15 and 30 fps: every frame).",
+    )
+    min_score: float = Field(0.5, gt=0, lt=1, description="Face-presence score below which a detection is rejected as not a face.")
+    attention_yaw_deg: float = Field(
+        30.0, gt=0, le=90, description="A face counts as attending while it is turned at most this far left or right of the camera."
+    )
+    attention_pitch_deg: float = Field(20.0, gt=0, le=90, description="…and at most this far up or down.")
 
 
 class MicroConfig(_Section):
@@ -224,6 +243,7 @@ class Settings(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     tracker: TrackerConfig = TrackerConfig()
     aggregate: AggregateConfig = AggregateConfig()
+    landmarks: LandmarksConfig = LandmarksConfig()
     micro: MicroConfig = MicroConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     health: HealthConfig = HealthConfig()
