@@ -25,6 +25,8 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None) -> dict[s
     def collect(pipeline: Any) -> None:
         for stage, model in (("detect", pipeline.detector.model), ("classify", pipeline.classifier.model)):
             models[stage] = model
+        if pipeline.landmarker is not None:
+            models["landmarks"] = pipeline.landmarker.model
 
     report = run(settings, max_frames=frames, started_at=t0, on_built=collect)
     invoke_ms = {stage: 1000.0 * m.invoke_s_total / max(report.frames, 1) for stage, m in models.items()}

@@ -122,7 +122,13 @@ class LandmarksConfig(_Section):
 class MicroConfig(_Section):
     min_ms: float = Field(40.0, gt=0, le=1000, description="Shortest micro-expression reported (ms).")
     max_ms: float = Field(500.0, gt=0, le=5000, description="Longest micro-expression reported (ms); longer is a macro-expression.")
-    onset: float = Field(0.3, gt=0, lt=1, description="Rise of a class above the track's own baseline that starts an episode.")
+    onset: float = Field(
+        0.25, gt=0, lt=1, description="Rise of a class's raw probability above the track's own baseline that counts as a full departure."
+    )
+    au_onset: float = Field(0.25, gt=0, lt=1, description="Rise of an action unit above the track's own baseline that counts as a full departure.")
+    head_turn_deg: float = Field(
+        15.0, gt=0, le=90, description="A departure during which the head turned more than this is a head movement, not an expression."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MicroConfig:
