@@ -39,6 +39,7 @@ camera) and made brief by editing, not spontaneous micro-expressions suppressed 
 within smiles; out-of-plane head turns only within a smile.
 
     python benchmarks/micro_spotting.py [--fps 15 30 60]
+    EDGE_FER_LANDMARKS__RATE_HZ=15 python benchmarks/micro_spotting.py   # other settings: the usual variables
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="*", help="only clips whose name contains one of these")
     parser.add_argument("--details", action="store_true", help="add every clip's spots to the output")
     args = parser.parse_args(argv)
-    settings = load_settings(environ={})
+    settings = load_settings()  # EDGE_FER_… variables apply: try other settings without editing
     detector, landmarker = FaceDetector.from_settings(settings), FaceLandmarker.from_settings(settings)
     selected = [c for c in clips() if not args.clips or any(s in c.name for s in args.clips)]
     footage = {}
