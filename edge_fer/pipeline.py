@@ -127,7 +127,7 @@ class Pipeline:
         min_confidence: abstention threshold on the (smoothed) top probability.
         spotter: micro-expression spotter (None: off).
         landmarker: face mesh (None: no action units, head pose, attention or mesh rejection).
-        au_tracker: per-track AU baselines (needed with `landmarker`).
+        au_tracker: per-track AU baselines (used with `landmarker`).
         landmark_rate_hz: at most this many meshes per second per track.
         attention_yaw_deg, attention_pitch_deg: a face is `attending` while its yaw and pitch
             (relative to the line of sight) are within these.
@@ -144,7 +144,7 @@ class Pipeline:
     min_confidence: float = 0.0
     spotter: MicroSpotter | None = None
     landmarker: FaceLandmarker | None = None
-    au_tracker: ActionUnitTracker | None = None
+    au_tracker: ActionUnitTracker = field(default_factory=ActionUnitTracker)
     landmark_rate_hz: float = 30.0
     attention_yaw_deg: float = 30.0
     attention_pitch_deg: float = 20.0
@@ -177,7 +177,6 @@ class Pipeline:
             min_confidence=settings.classifier.min_confidence,
             spotter=MicroSpotter(classifier.labels, micro.min_ms, micro.max_ms, micro.onset, micro.au_onset, head_turn_deg=micro.head_turn_deg),
             landmarker=FaceLandmarker.from_settings(settings) if marks.enabled else None,
-            au_tracker=ActionUnitTracker() if marks.enabled else None,
             landmark_rate_hz=marks.rate_hz,
             attention_yaw_deg=marks.attention_yaw_deg,
             attention_pitch_deg=marks.attention_pitch_deg,
@@ -249,7 +248,9 @@ class Pipeline:
 
     def _mesh(self, frame: Frame, n: int, tracks: Tracks) -> int:
         """Mesh the tracks that are due; update their memo (rejection, AUs, pose, attention)."""
-        assert self.landmarker is not None and self.au_tracker is not None
+        landmarker = self.landmarker
+        if landmarker is None:
+            return 0
         due = tracks.seen.copy()
         interval = MESH_DUE_FRACTION / self.landmark_rate_hz
         for i in np.flatnonzero(due):
@@ -262,7 +263,7 @@ class Pipeline:
             self._camera = (size, face_geometry.camera_matrix(*size))
         labels = self.classifier.labels
         neutral = labels.index("neutral") if "neutral" in labels else None
-        meshes = self.landmarker.landmarks(frame, tracks, due)
+        meshes = landmarker.landmarks(frame, tracks, due)
         for track_id, mesh in meshes.items():
             memo = self._memo[track_id]
             memo.mesh_t = frame.t
@@ -284,8 +285,7 @@ class Pipeline:
         self.smoother.forget(track_ids)
         if self.spotter is not None:
             self.spotter.forget(track_ids)
-        if self.au_tracker is not None:
-            self.au_tracker.forget(track_ids)
+        self.au_tracker.forget(track_ids)
         for track_id in track_ids:
             self._memo.pop(track_id, None)
 
