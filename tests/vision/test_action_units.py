@@ -133,3 +133,40 @@ def test_the_au_table_is_consistent() -> None:
     assert w["AU12"][m("corner_h")] > 0 and w["AU15"][m("corner_h")] < 0 and w["AU20"][m("corner_h")] < 0
     assert w["AU43"][m("eye_open")] < 0 and w["AU25"][m("lip_gap")] > 0 and w["AU26"][m("jaw")] > 0
     np.testing.assert_array_equal(intensities(NEUTRAL_PRIOR, NEUTRAL_PRIOR), np.zeros(len(AU_NAMES)))
+
+
+def moved(pixels: np.ndarray, points: np.ndarray, shifts: list[tuple[float, float]], sigma_px: float) -> np.ndarray:
+    """`pixels` with the image around each of `points` moved by its shift (a smooth local
+    warp, Gaussian fall-off of `sigma_px`): a real face made to pull its lip corners."""
+    h, w = pixels.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_x, map_y = xs.copy(), ys.copy()
+    for (px, py), (dx, dy) in zip(points, shifts):
+        g = np.exp(-((xs - px - dx) ** 2 + (ys - py - dy) ** 2) / (2 * sigma_px**2))
+        map_x -= dx * g
+        map_y -= dy * g
+    return cv2.remap(pixels, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_lip_corners_pulled_down_or_apart_read_as_au15_and_au20(stages: tuple[FaceDetector, FaceLandmarker], models_dir: Path) -> None:
+    """FER2013's sad and fearful faces barely show AU15 / AU20 (README), so these two are
+    checked on a controlled movement instead: the test video's neutral man with his lip
+    corners moved down, or apart, by 8 % of his inter-ocular distance. The mesh follows the
+    corners only partly (~10 % of the movement), so the AUs rise weakly, but the right ones."""
+    cap = cv2.VideoCapture(str(models_dir / "single_face.mp4"))
+    ok, pixels = cap.read()
+    cap.release()
+    assert ok
+    mesh = mesh_of(pixels, stages)
+    assert mesh is not None
+    rest = measures(mesh.points)
+    iod = float(np.linalg.norm(mesh.points[33, :2] - mesh.points[263, :2]))
+    corners = mesh.points[[61, 291], :2]
+    step = 0.08 * iod
+    down = mesh_of(moved(pixels, corners, [(0, step), (0, step)], 0.12 * iod), stages)
+    apart = mesh_of(moved(pixels, corners, [(-step, 0), (step, 0)], 0.12 * iod), stages)
+    assert down is not None and apart is not None
+    au_down = dict(zip(AU_NAMES, intensities(measures(down.points), rest)))
+    au_apart = dict(zip(AU_NAMES, intensities(measures(apart.points), rest)))
+    assert au_down["AU15"] > 0.05 and au_down["AU12"] < 0.02 and au_down["AU20"] < 0.02
+    assert au_apart["AU20"] > 0.08 and au_apart["AU15"] < 0.02
