@@ -32,6 +32,7 @@ class _WindowAcc:
     n: int = 0
     attending: int = 0
     attention_n: int = 0
+    attending_s: float = 0.0
     micro: int = 0
     uncertain: int = 0
     confidence_sum: float = 0.0
@@ -45,6 +46,11 @@ class Aggregator:
     of the window (they sum to 1): a window where one face looked 70 % happy for half the time and
     neutral otherwise reports happy ≈ 0.35 — an average of expressions, not of people.
     Uncertain observations (below the abstention threshold) are counted but not averaged.
+
+    Attention (faces whose observation says `attending`, from the head pose): the share of
+    face observations attending, and the face-seconds spent attending (``attending_s``, like
+    ``dwell_s`` but only while turned towards the camera). Both need the face mesh, and both
+    are withheld with the emotions when the window has fewer than `min_faces` faces.
 
     Args:
         labels: class names of the emotion model, in probability order.
@@ -79,6 +85,11 @@ class Aggregator:
         w.dwell_s += dt * len(seen)
         for obs in observations:
             w.total += 1
+            # Attention comes from the head pose, not the expression: uncertain faces count.
+            if obs.attending is not None:
+                w.attention_n += 1
+                w.attending += int(obs.attending)
+                w.attending_s += dt * obs.attending
             if obs.uncertain:
                 w.uncertain += 1
                 continue
@@ -89,9 +100,6 @@ class Aggregator:
             w.valence_sum += obs.valence
             w.arousal_sum += obs.arousal
             w.n += 1
-            if obs.attending is not None:
-                w.attention_n += 1
-                w.attending += int(obs.attending)
             acc = self._tracks.get(obs.track_id)
             if acc is None:
                 acc = self._tracks[obs.track_id] = _TrackAcc(obs.t, obs.t, np.zeros(len(obs.probs), np.float64))
@@ -135,6 +143,7 @@ class Aggregator:
             mean_arousal=arousal,
             micro_expressions=w.micro,
             attention_share=(w.attending / w.attention_n) if w.attention_n and not suppressed else None,
+            attending_s=w.attending_s if w.attention_n and not suppressed else None,
             suppressed=suppressed,
             uncertain=w.uncertain,
             mean_confidence=(w.confidence_sum / w.n) if w.n and not suppressed else None,

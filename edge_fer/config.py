@@ -57,6 +57,7 @@ class ModelsConfig(_Section):
     )
     detector: str = Field("blazeface_short", description="Manifest name of the face detector.")
     emotion: str = Field("edge_fer_emotion", description="Manifest name of the emotion model (mini_xception: the baseline).")
+    landmarks: str = Field("face_mesh", description="Manifest name of the face-mesh model (468 landmarks).")
 
 
 class RuntimeConfig(_Section):
@@ -106,10 +107,34 @@ class TrackerConfig(_Section):
     stable_hits: int = Field(3, ge=1, le=100, description="Hits after which a track counts as stable.")
 
 
+class LandmarksConfig(_Section):
+    enabled: bool = Field(
+        True,
+        description="Run the face mesh on tracked faces: action units, head pose, attention, and micro-expression spotting beyond the probabilities.",
+    )
+    rate_hz: float = Field(
+        30.0,
+        gt=0,
+        le=240,
+        description="Mesh runs per second per face at most (a 60 fps camera meshes every 2nd frame at 30; 15 and 30 fps: every frame).",
+    )
+    min_score: float = Field(0.5, gt=0, lt=1, description="Face-presence score below which a detection is rejected as not a face.")
+    attention_yaw_deg: float = Field(
+        30.0, gt=0, le=90, description="A face counts as attending while it is turned at most this far left or right of the camera."
+    )
+    attention_pitch_deg: float = Field(20.0, gt=0, le=90, description="…and at most this far up or down.")
+
+
 class MicroConfig(_Section):
     min_ms: float = Field(40.0, gt=0, le=1000, description="Shortest micro-expression reported (ms).")
     max_ms: float = Field(500.0, gt=0, le=5000, description="Longest micro-expression reported (ms); longer is a macro-expression.")
-    onset: float = Field(0.3, gt=0, lt=1, description="Rise of a class above the track's own baseline that starts an episode.")
+    onset: float = Field(
+        0.25, gt=0, lt=1, description="Rise of a class's raw probability above the track's own baseline that counts as a full departure."
+    )
+    au_onset: float = Field(0.25, gt=0, lt=1, description="Rise of an action unit above the track's own baseline that counts as a full departure.")
+    head_turn_deg: float = Field(
+        15.0, gt=0, le=90, description="A departure during which the head turned more than this is a head movement, not an expression."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MicroConfig:
@@ -230,6 +255,7 @@ class Settings(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     tracker: TrackerConfig = TrackerConfig()
     aggregate: AggregateConfig = AggregateConfig()
+    landmarks: LandmarksConfig = LandmarksConfig()
     micro: MicroConfig = MicroConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     health: HealthConfig = HealthConfig()

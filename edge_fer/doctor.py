@@ -40,6 +40,8 @@ def _models(settings: Settings) -> Check:
     from edge_fer.models import verify_all
 
     wanted = {settings.models.detector, settings.models.emotion}
+    if settings.landmarks.enabled:
+        wanted.add(settings.models.landmarks)
     bad = [f"{e.name} {s}" for e, s in verify_all(settings.models.dir) if e.name in wanted and s != "ok"]
     if bad:
         return Check("models", False, f"{', '.join(bad)} in {settings.models.dir}: run `edge-fer models fetch`")

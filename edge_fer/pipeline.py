@@ -1,7 +1,16 @@
-"""The per-frame pipeline: detect → track → classify (only what needs it) → smooth → aggregate.
+"""The per-frame pipeline: detect → track → mesh (optional) → classify (only what needs it) → smooth, spot → aggregate.
 
 `Pipeline.process` is pure with respect to time and I/O: it takes a `Frame` and returns a
 `FrameResult`; threads, sinks and clocks live in `edge_fer.runner`.
+
+When the face mesh is on, it runs on each matched track at most `landmark_rate_hz` times a
+second (every frame up to ~40 frames/s, every 2nd frame at 60 at the default 30 Hz); a track
+whose mesh says "no face" is rejected (not classified, not counted) until a later mesh says
+face. Its geometry gives the action units (against the track's calm face), the head pose and
+`attending`. A stable track is classified every `every_n_frames` frames, and also at once when
+its action units moved since its last classification or while the spotter has an episode open
+on it: micro-expression spotting gets the classifier at the mesh's temporal resolution exactly
+when the face changes, and a calm face costs no more than before.
 """
 
 from __future__ import annotations
@@ -17,17 +26,29 @@ import numpy as np
 
 from edge_fer.aggregate import Aggregator
 from edge_fer.temporal import ProbabilitySmoother, Tracker
+from edge_fer.temporal.action_units import ActionUnitTracker
 from edge_fer.temporal.micro import MicroSpotter
 from edge_fer.types import FaceObservation, Frame, MicroExpression, Tracks, TrackSummary, WindowSummary
-from edge_fer.vision.affect import valence_arousal
+from edge_fer.vision import face_geometry
+from edge_fer.vision.action_units import AU_NAMES
+from edge_fer.vision.affect import affect
 
 if TYPE_CHECKING:
     from edge_fer.config import Settings
     from edge_fer.runtime import Model
     from edge_fer.vision.blazeface import FaceDetector
     from edge_fer.vision.emotion import EmotionClassifier
+    from edge_fer.vision.landmarks import FaceLandmarker
 
-STAGES = ("capture", "detect", "track", "classify", "temporal", "aggregate", "publish")
+STAGES = ("capture", "detect", "track", "landmarks", "classify", "temporal", "aggregate", "publish")
+#: A stable track is re-classified at once when one of its AUs moved this much since its last
+#: classification (the face is changing: spotting needs the probabilities now).
+RECLASSIFY_AU = 0.15
+#: Fraction of the mesh interval (1 / rate) after which a track is due again: frame intervals
+#: jitter, and a 30 Hz rate must not skip frames of a 30 frames/s camera.
+MESH_DUE_FRACTION = 0.75
+#: Minimum top probability of neutral for a frame to count as the face at rest (AU baseline).
+CALM_NEUTRAL = 0.5
 
 
 class StageTimer:
@@ -71,12 +92,24 @@ class FrameResult:
     summary: WindowSummary | None = None
     classified: int = 0
     micro_expressions: tuple[MicroExpression, ...] = ()
+    meshed: int = 0
+    rejected: tuple[int, ...] = ()
 
 
 @dataclass
 class _TrackMemo:
-    last_classified: int
+    """What the pipeline remembers of a live track between frames (inside the process only)."""
+
+    last_classified: int | None = None
     observation: FaceObservation | None = None
+    raw: np.ndarray | None = None  # the last unsmoothed probabilities
+    mesh_t: float | None = None
+    meshed_frame: int | None = None
+    rejected: bool = False
+    aus: np.ndarray | None = None
+    aus_at_classification: np.ndarray | None = None
+    pose: tuple[float, float, float] | None = None
+    attending: bool | None = None
 
 
 @dataclass
@@ -93,6 +126,12 @@ class Pipeline:
             (not yet stable) track every frame.
         stable_hits: detections after which a track counts as stable.
         min_confidence: abstention threshold on the (smoothed) top probability.
+        spotter: micro-expression spotter (None: off).
+        landmarker: face mesh (None: no action units, head pose, attention or mesh rejection).
+        au_tracker: per-track AU baselines (used with `landmarker`).
+        landmark_rate_hz: at most this many meshes per second per track.
+        attention_yaw_deg, attention_pitch_deg: a face is `attending` while its yaw and pitch
+            (relative to the line of sight) are within these.
         timer: collects per-stage latencies.
     """
 
@@ -105,9 +144,15 @@ class Pipeline:
     stable_hits: int = 3
     min_confidence: float = 0.0
     spotter: MicroSpotter | None = None
+    landmarker: FaceLandmarker | None = None
+    au_tracker: ActionUnitTracker = field(default_factory=ActionUnitTracker)
+    landmark_rate_hz: float = 30.0
+    attention_yaw_deg: float = 30.0
+    attention_pitch_deg: float = 20.0
     timer: StageTimer = field(default_factory=StageTimer)
     _memo: dict[int, _TrackMemo] = field(default_factory=dict)
     _processed: int = 0
+    _camera: tuple[tuple[int, int], np.ndarray] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -118,8 +163,10 @@ class Pipeline:
         """
         from edge_fer.vision.blazeface import FaceDetector
         from edge_fer.vision.emotion import EmotionClassifier
+        from edge_fer.vision.landmarks import FaceLandmarker
 
         classifier = EmotionClassifier.from_settings(settings)
+        marks, micro = settings.landmarks, settings.micro
         return cls(
             detector=FaceDetector.from_settings(settings),
             classifier=classifier,
@@ -129,12 +176,19 @@ class Pipeline:
             every_n_frames=settings.classifier.every_n_frames,
             stable_hits=settings.tracker.stable_hits,
             min_confidence=settings.classifier.min_confidence,
-            spotter=MicroSpotter(classifier.labels, settings.micro.min_ms, settings.micro.max_ms, settings.micro.onset, settings.micro.onset / 2),
+            spotter=MicroSpotter(classifier.labels, micro.min_ms, micro.max_ms, micro.onset, micro.au_onset, head_turn_deg=micro.head_turn_deg),
+            landmarker=FaceLandmarker.from_settings(settings) if marks.enabled else None,
+            landmark_rate_hz=marks.rate_hz,
+            attention_yaw_deg=marks.attention_yaw_deg,
+            attention_pitch_deg=marks.attention_pitch_deg,
         )
 
     def models(self) -> dict[str, Model]:
         """The loaded models by the stage that runs them, for stats and bench (back-end, invokes)."""
-        return {"detect": self.detector.model, "classify": self.classifier.model}
+        models = {"detect": self.detector.model, "classify": self.classifier.model}
+        if self.landmarker is not None:
+            models["landmarks"] = self.landmarker.model
+        return models
 
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage on `frame`; returns what it produced (see `FrameResult`)."""
@@ -145,18 +199,28 @@ class Pipeline:
             tracks = self.tracker.update(detections, frame.t)
         n = self._processed
         self._processed += 1
+        for track_id in tracks.ids[tracks.seen]:
+            self._memo.setdefault(int(track_id), _TrackMemo())
+        meshed = 0
+        rejected: tuple[int, ...] = ()
+        if self.landmarker is not None:
+            with timer.time("landmarks"):
+                meshed = self._mesh(frame, n, tracks)
+                rejected = tuple(int(i) for i in tracks.ids[tracks.seen] if self._memo[int(i)].rejected)
+                if rejected:
+                    # Not a face, says the mesh: not classified, not counted, not a track event.
+                    seen = tracks.seen & ~np.isin(tracks.ids, rejected)
+                    tracks = Tracks(tracks.ids, tracks.boxes, tracks.keypoints, tracks.first_seen, tracks.hits, seen, tracks.ended)
         which = np.zeros(len(tracks), bool)
         for i, track_id in enumerate(tracks.ids):
-            if not tracks.seen[i]:
-                continue
-            memo = self._memo.get(int(track_id))
-            which[i] = memo is None or tracks.hits[i] < self.stable_hits or n - memo.last_classified >= self.every_n_frames
+            if tracks.seen[i]:
+                which[i] = self._due_for_classification(self._memo[int(track_id)], int(track_id), int(tracks.hits[i]), n)
         with timer.time("classify"):
             fresh = self.classifier.classify(frame, tracks, which) if which.any() else {}
         with timer.time("temporal"):
             observations = self._observe(frame.t, n, tracks, fresh)
             micros: tuple[MicroExpression, ...] = ()
-            if self.spotter is not None and fresh:
+            if self.spotter is not None and (fresh or meshed):
                 # Spotting reads the raw (unsmoothed) probabilities: smoothing would blur a
                 # 40-500 ms flash. Uncertain faces abstain here too.
                 certain = {o.track_id for o in observations if o.fresh and not o.uncertain}
@@ -166,13 +230,72 @@ class Pipeline:
             for micro in micros:
                 self.aggregator.add_micro(micro)
             ended = tuple(self.aggregator.end_tracks(tracks.ended))
-            self.smoother.forget(tracks.ended)
-            if self.spotter is not None:
-                self.spotter.forget(tracks.ended)
-            for track_id in tracks.ended:
-                self._memo.pop(track_id, None)
+            self._forget(tracks.ended)
             summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
-        return FrameResult(frame.index, frame.t, tracks, observations, ended, summary, classified=len(fresh), micro_expressions=micros)
+        return FrameResult(
+            frame.index,
+            frame.t,
+            tracks,
+            observations,
+            ended,
+            summary,
+            classified=len(fresh),
+            micro_expressions=micros,
+            meshed=meshed,
+            rejected=rejected,
+        )
+
+    def _due_for_classification(self, memo: _TrackMemo, track_id: int, hits: int, n: int) -> bool:
+        if memo.last_classified is None or hits < self.stable_hits or n - memo.last_classified >= self.every_n_frames:
+            return True
+        if self.spotter is not None and self.spotter.active(track_id):
+            return True
+        if memo.meshed_frame == n and memo.aus is not None and memo.aus_at_classification is not None:
+            return bool(np.abs(memo.aus - memo.aus_at_classification).max() >= RECLASSIFY_AU)
+        return False
+
+    def _mesh(self, frame: Frame, n: int, tracks: Tracks) -> int:
+        """Mesh the tracks that are due; update their memo (rejection, AUs, pose, attention)."""
+        landmarker = self.landmarker
+        if landmarker is None:
+            return 0
+        due = tracks.seen.copy()
+        interval = MESH_DUE_FRACTION / self.landmark_rate_hz
+        for i in np.flatnonzero(due):
+            mesh_t = self._memo[int(tracks.ids[i])].mesh_t
+            due[i] = mesh_t is None or frame.t - mesh_t >= interval
+        if not due.any():
+            return 0
+        size = (frame.width, frame.height)
+        if self._camera is None or self._camera[0] != size:
+            self._camera = (size, face_geometry.camera_matrix(*size))
+        labels = self.classifier.labels
+        neutral = labels.index("neutral") if "neutral" in labels else None
+        meshes = landmarker.landmarks(frame, tracks, due)
+        for track_id, mesh in meshes.items():
+            memo = self._memo[track_id]
+            memo.mesh_t = frame.t
+            memo.rejected = not mesh.present
+            if not mesh.present:
+                continue
+            pose = face_geometry.head_pose(mesh.points, self._camera[1])
+            memo.pose = pose
+            memo.attending = None if pose is None else abs(pose[0]) <= self.attention_yaw_deg and abs(pose[1]) <= self.attention_pitch_deg
+            raw = memo.raw
+            calm = (
+                bool(memo.attending) and raw is not None and neutral is not None and int(np.argmax(raw)) == neutral and raw[neutral] >= CALM_NEUTRAL
+            )
+            memo.aus = self.au_tracker.update(track_id, face_geometry.measures(mesh.points), frame.t, calm)
+            memo.meshed_frame = n
+        return len(meshes)
+
+    def _forget(self, track_ids: tuple[int, ...]) -> None:
+        self.smoother.forget(track_ids)
+        if self.spotter is not None:
+            self.spotter.forget(track_ids)
+        self.au_tracker.forget(track_ids)
+        for track_id in track_ids:
+            self._memo.pop(track_id, None)
 
     def _observe(self, t: float, n: int, tracks: Tracks, fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
         labels = self.classifier.labels
@@ -180,42 +303,43 @@ class Pipeline:
         for i, track_id in enumerate(int(v) for v in tracks.ids):
             if not tracks.seen[i]:
                 continue
-            memo = self._memo.get(track_id)
+            memo = self._memo[track_id]
+            meshed = memo.meshed_frame == n
+            action_units = None if memo.aus is None else dict(zip(AU_NAMES, memo.aus.round(3).tolist()))
+            prev = memo.observation
             if track_id in fresh:
+                memo.raw = fresh[track_id]
+                memo.last_classified = n
+                memo.aus_at_classification = memo.aus
                 probs = self.smoother.update(track_id, fresh[track_id], t)
                 k = int(np.argmax(probs))
-                valence, arousal = valence_arousal(probs, labels)
-                obs = FaceObservation(
-                    track_id=track_id,
-                    t=t,
-                    labels=labels,
-                    probs=probs,
-                    label=labels[k],
-                    confidence=float(probs[k]),
-                    valence=valence,
-                    arousal=arousal,
-                    fresh=True,
-                    smoothed=self.smoother.tau_s > 0,
-                    uncertain=float(probs[k]) < self.min_confidence,
-                )
-                self._memo[track_id] = _TrackMemo(last_classified=n, observation=obs)
-            elif memo is not None and memo.observation is not None:
-                prev = memo.observation
-                obs = FaceObservation(
-                    track_id=track_id,
-                    t=t,
-                    labels=labels,
-                    probs=prev.probs,
-                    label=prev.label,
-                    confidence=prev.confidence,
-                    valence=prev.valence,
-                    arousal=prev.arousal,
-                    fresh=False,
-                    smoothed=prev.smoothed,
-                    uncertain=prev.uncertain,
-                )
+                label, confidence, smoothed, uncertain = labels[k], float(probs[k]), self.smoother.tau_s > 0, float(probs[k]) < self.min_confidence
+            elif prev is not None:
+                probs, label, confidence, smoothed, uncertain = prev.probs, prev.label, prev.confidence, prev.smoothed, prev.uncertain
             else:
                 continue
+            if track_id in fresh or meshed or prev is None:
+                valence, arousal = affect(probs, labels, action_units)
+            else:
+                valence, arousal = prev.valence, prev.arousal
+            obs = FaceObservation(
+                track_id=track_id,
+                t=t,
+                labels=labels,
+                probs=probs,
+                label=label,
+                confidence=confidence,
+                valence=valence,
+                arousal=arousal,
+                fresh=track_id in fresh,
+                smoothed=smoothed,
+                action_units=action_units,
+                head_pose=memo.pose,
+                attending=memo.attending,
+                uncertain=uncertain,
+                meshed=meshed,
+            )
+            memo.observation = obs
             out.append(obs)
         return tuple(out)
 
@@ -223,6 +347,6 @@ class Pipeline:
         """At the end of a run: close the partial window and every live track."""
         ended = self.tracker.close_all()
         summaries = tuple(self.aggregator.end_tracks(ended))
-        self.smoother.forget(ended)
+        self._forget(ended)
         self._memo.clear()
         return self.aggregator.flush(t), summaries

@@ -148,9 +148,14 @@ class FaceObservation:
         arousal: activation in [-1, 1] derived from `probs`.
         fresh: True when the classifier ran on this frame; False when the values are carried
             over from an earlier frame of a stable track.
-        action_units: optional AU intensities in [0, 1] by AU name (``"AU12"``).
-        head_pose: optional ``(yaw, pitch, roll)`` in degrees.
-        attending: optional, face turned towards the camera.
+        action_units: optional AU intensities in [0, 1] by AU name (``"AU12"``), geometric
+            estimates against the track's own calm face (`edge_fer.vision.action_units`).
+        head_pose: optional ``(yaw, pitch, roll)`` in degrees, relative to the line of sight
+            to the camera (`edge_fer.vision.face_geometry`); stays inside the process.
+        attending: optional, the face is turned towards the camera within the configured
+            angles (``landmarks.attention_yaw_deg`` / ``attention_pitch_deg``).
+        meshed: True when the face mesh ran on this frame (the action units and head pose are
+            new); False when they are carried over from an earlier frame, or absent.
         uncertain: the top probability is below the abstention threshold: the face is counted
             but kept out of emotion shares, valence and arousal.
     """
@@ -169,11 +174,17 @@ class FaceObservation:
     head_pose: tuple[float, float, float] | None = None
     attending: bool | None = None
     uncertain: bool = False
+    meshed: bool = False
 
 
 @dataclass(frozen=True)
 class MicroExpression:
-    """A brief expression spotted on one track (times in seconds, same clock as `Frame.t`)."""
+    """A brief expression spotted on one track (times in seconds, same clock as `Frame.t`).
+
+    ``intensity`` is the largest rise above the track's baseline at the apex (a probability or
+    an AU intensity, 0–1); ``action_units`` the AUs that rose at the apex (name → rise), when
+    the face was meshed.
+    """
 
     track_id: int
     emotion: str
@@ -181,6 +192,7 @@ class MicroExpression:
     apex_t: float
     offset_t: float
     intensity: float
+    action_units: dict[str, float] | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -213,7 +225,10 @@ class WindowSummary:
     the observations that the shares are made of.
 
     ``emotion_shares``, ``mean_valence`` and ``mean_arousal`` are None when the window saw
-    fewer distinct faces than ``min_faces`` (k-anonymity), or no classified face at all.
+    fewer distinct faces than ``min_faces`` (k-anonymity), or no classified face at all;
+    ``attention_share`` (share of face observations turned towards the camera) and
+    ``attending_s`` (face-seconds while turned towards it) likewise, and also without the
+    face mesh.
     """
 
     start_t: float
@@ -229,6 +244,7 @@ class WindowSummary:
     mean_arousal: float | None
     micro_expressions: int
     attention_share: float | None = None
+    attending_s: float | None = None
     suppressed: bool = False
     uncertain: int = 0
     mean_confidence: float | None = None

@@ -188,3 +188,46 @@ def edge_fer(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float =
     import sys
 
     return subprocess.run([sys.executable, "-m", "edge_fer", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
+
+
+#: Brief smiles spliced into the test video's neutral stretch: (start s, duration s).
+SMILES = ((2.5, 0.3), (4.5, 0.25), (6.0, 0.2))
+
+
+def smile_clip(
+    models_dir: Path, fps: float = 30.0, seconds: float = 7.0, smiles: tuple[tuple[float, float], ...] = SMILES
+) -> list[tuple[float, object]]:
+    """(t, BGR frame) of a clip made from the provisioned test video (never committed): the
+    man's neutral frames 0-15 played back and forth, with his own smile onset (frames 15→24)
+    played fast forward and back at each of `smiles`. He barely moves, so no alignment is needed."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(models_dir / "single_face.mp4"))
+    source = []
+    for _ in range(25):
+        ok, pixels = cap.read()
+        assert ok
+        source.append(pixels)
+    cap.release()
+    frames = []
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        k = int(t * 30) % 30
+        index = k if k <= 15 else 30 - k
+        for start, duration in smiles:
+            u = (t - start) / duration
+            if 0 <= u < 1:
+                index = 15 + round(9 * min(u / 0.4, 1.0) if u < 0.5 else 9 * min((1 - u) / 0.4, 1.0))
+        frames.append((t, source[index]))
+    return frames
+
+
+def write_clip(frames: list[tuple[float, object]], path: Path, fps: float) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 360))
+    assert writer.isOpened()
+    for _, pixels in frames:
+        writer.write(pixels)
+    writer.release()
+    return path

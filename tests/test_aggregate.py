@@ -73,3 +73,33 @@ def test_track_summary_on_end() -> None:
 def test_constructor_validates(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Aggregator(LABELS, **kwargs)  # type: ignore[arg-type]
+
+
+def test_attention_share_and_dwell_while_attending() -> None:
+    """Two faces for 1 s at 2 frames/s: one always turned towards the camera, the other only in
+    the second half and unsure of its expression (attention does not depend on the expression)."""
+    from dataclasses import replace
+
+    agg = Aggregator(LABELS, window_s=1.0)
+    for t, second in ((0.0, False), (0.5, True), (1.0, True)):
+        a = replace(obs(1, t, 0.9), attending=True)
+        b = replace(obs(2, t, 0.55), attending=second, uncertain=True)
+        agg.add(t, tracks([1, 2]), [a, b])
+    s = agg.flush(1.0)
+    assert s is not None
+    assert s.attention_share == pytest.approx(5 / 6)
+    assert s.attending_s == pytest.approx(2.0)  # both attend in both 0.5-s intervals (the first frame adds no time)
+    assert s.dwell_s == pytest.approx(2.0)
+    agg.add(1.5, tracks([1]), [obs(1, 1.5, 0.9)])  # no mesh: attention unknown
+    s = agg.flush(2.0)
+    assert s is not None and s.attention_share is None and s.attending_s is None
+
+
+def test_attention_is_withheld_below_min_faces() -> None:
+    from dataclasses import replace
+
+    agg = Aggregator(LABELS, window_s=1.0, min_faces=2)
+    agg.add(0.0, tracks([1]), [replace(obs(1, 0.0, 0.9), attending=True)])
+    agg.add(0.5, tracks([1]), [replace(obs(1, 0.5, 0.9), attending=True)])
+    s = agg.flush(1.0)
+    assert s is not None and s.suppressed and s.attention_share is None and s.attending_s is None and s.dwell_s == pytest.approx(0.5)

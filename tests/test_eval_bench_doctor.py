@@ -98,11 +98,12 @@ def test_bench_reports_the_backend_of_each_model(run_env: dict[str, str], tmp_pa
     result = edge_fer(["bench", "--frames", "30", "--json"], {**run_env, "EDGE_FER_RUNTIME__BACKEND": "onnx"}, tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["backend"] == {"detect": "onnx:cpu", "classify": "onnx:cpu"} and record["runtime"].startswith("onnxruntime ")
+    assert record["backend"] == {"detect": "onnx:cpu", "classify": "onnx:cpu", "landmarks": "onnx:cpu"}
+    assert record["runtime"].startswith("onnxruntime ")
     assert record["faces_per_frame"] == pytest.approx(1.0) and record["invokes"]["detect"] == 30
     assert record["raw_invoke_ms_per_frame"]["detect"] > 0
     default = json.loads(edge_fer(["bench", "--frames", "5", "--json"], run_env, tmp_path).stdout)
-    assert default["backend"] == {"detect": "cpu", "classify": "cpu"} and default["runtime"].startswith("ai-edge-litert ")
+    assert default["backend"] == {"detect": "cpu", "classify": "cpu", "landmarks": "cpu"} and default["runtime"].startswith("ai-edge-litert ")
 
 
 def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge_fer.sinks.payloads import check_payload
-from tests.conftest import Broker, Collector, edge_fer
+from tests.conftest import SMILES, Broker, Collector, edge_fer, smile_clip, write_clip
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM6", b"RIFF", b"\x93NUMPY")
 
@@ -29,7 +29,9 @@ ALLOWED_KEYS = {
     # <prefix>/privacy: the audit record of the device's settings
     "context", "purpose", "controller", "retention_days", "min_faces", "privacy_level", "min_confidence", "window_s",
     "images_leave_device", "face_recognition", "remote_control", "micro_per_min", "dominant",
-    "emotion", "duration_ms", "apex_ms", "intensity",  # event/micro_expression
+    "emotion", "duration_ms", "apex_ms", "intensity", "action_units",  # event/micro_expression
+    "AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25", "AU26",  # its action_units (scalars)
+    "attending_s",  # summary: face-seconds turned towards the camera
     # homeassistant/sensor/<device>_<metric>/config: static discovery metadata
     "name", "unique_id", "state_topic", "value_template", "availability_topic", "payload_available",
     "payload_not_available", "icon", "identifiers", "model", "manufacturer", "sw_version", "unit_of_measurement",
@@ -135,3 +137,30 @@ def test_3_min_faces_publishes_counts_but_not_emotions(run_env: dict[str, str], 
         assert s["suppressed"] is True
         assert s["emotions"] is None and s["valence"] is None and s["arousal"] is None
         assert s["faces"]["max"] >= 1  # counts are still published
+
+
+def test_1_micro_expression_events_carry_scalars_not_landmarks(
+    broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path, models_dir: Path
+) -> None:
+    """A clip with spliced smiles (made from the provisioned test video, in a temp dir) through
+    the real CLI, face mesh on, to a real broker: each smile arrives as an event of whitelisted
+    scalars; nothing the size of a mesh (468 points) or a pose reaches the broker or the queue."""
+    clip = write_clip(smile_clip(models_dir), tmp_path / "smiles.mp4", 30.0)
+    env = dict(run_env, EDGE_FER_AGGREGATE__PRIVACY_LEVEL="events", EDGE_FER_LOG_LEVEL="debug")
+    result = edge_fer(["run", "--source", str(clip), "--sink", broker.url, "--window", "2", "--realtime", "off"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert collector.wait_for(lambda ms: any(m.payload == b"offline" for m in ms))
+    micros = [m.json() for m in collector.topic("/event/micro_expression")]
+    assert len(micros) == len(SMILES) and all(m["emotion"] == "happy" for m in micros)
+    for payload in micros:
+        check_payload(payload)
+        assert _walk_keys(payload) <= ALLOWED_KEYS
+        assert all(isinstance(v, float) and 0 <= v <= 1 for v in payload["action_units"].values())
+        assert payload["action_units"]["AU12"] > 0.3
+    summaries = [m.json() for m in collector.topic("/summary")]
+    assert any(s["attention_share"] is not None and s["faces"]["attending_s"] > 0 for s in summaries)
+    for message in collector.messages:
+        if message.payload and message.payload[:1] == b"{":
+            assert _longest_number_list(message.json()) <= 8
+            assert "yaw" not in message.payload.decode() and "pitch" not in message.payload.decode()
+    assert not re.search(r"(-?\d+\.\d+[, ]+){20}", result.stderr), "a run of numbers (landmarks?) in the log"

@@ -112,6 +112,11 @@ def _r(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+def _number(value: Any, digits: int) -> Any:
+    """A number rounded; anything else unchanged, for the guard to judge (and refuse)."""
+    return round(float(value), digits) if isinstance(value, (int, float)) else value
+
+
 def _shares(shares: Mapping[str, float] | None) -> dict[str, float] | None:
     return None if shares is None else {str(k): round(float(v), 4) for k, v in shares.items()}
 
@@ -133,6 +138,7 @@ def summary_event(s: WindowSummary) -> Event:
                 "max": s.faces_max,
                 "distinct": s.faces_distinct,
                 "dwell_s": round(s.dwell_s, 2),
+                "attending_s": _r(s.attending_s, 2),
                 "observations": s.observations,
                 "uncertain": s.uncertain,
             },
@@ -165,7 +171,9 @@ def track_event(t: TrackSummary) -> Event:
 
 
 def micro_event(m: MicroExpression) -> Event:
-    """`<prefix>/event/micro_expression` (privacy level `events`); times relative to onset."""
+    """`<prefix>/event/micro_expression` (privacy level `events`): published at the offset, so the
+    onset was ``duration_ms`` before; ``apex_ms`` counts from the onset. ``action_units``: the AUs
+    that rose at the apex (name → rise, at most 9 scalars; None without the face mesh)."""
     return _event(
         "event/micro_expression",
         {
@@ -174,6 +182,7 @@ def micro_event(m: MicroExpression) -> Event:
             "duration_ms": round(m.duration_ms, 1),
             "apex_ms": round((m.apex_t - m.onset_t) * 1000.0, 1),
             "intensity": round(float(m.intensity), 4),
+            "action_units": None if m.action_units is None else {str(k): _number(v, 3) for k, v in m.action_units.items()},
         },
     )
 

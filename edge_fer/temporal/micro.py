@@ -1,19 +1,39 @@
-"""Micro-expression spotting: brief departures of a track's expression from its own baseline.
+"""Micro-expression spotting: brief departures of a track's face from its own recent baseline.
 
-Per track, a slow baseline of the class probabilities is kept (time constant `baseline_s`,
-updated only while nothing is happening). An *episode* starts when some non-neutral class rises
-`onset` above its baseline, reaches its apex, and ends when it falls back below `offset`. An
-episode lasting `min_ms`–`max_ms` is a micro-expression; a longer one is a macro-expression (not
-reported here; the window summary covers it). Everything runs on timestamps, so the same
-settings hold at 15, 30 or 60 frames/s and across dropped frames; a gap longer than `max_gap_s`
-cancels the episode in progress (its true duration is unknown).
+Per track two signals are followed, each against a slow baseline of the same track (time
+constant `baseline_s`, updated only while nothing is happening, and during a macro-expression
+so that a sustained expression becomes the new normal):
 
-This first version reads the emotion probabilities only; action units from the face mesh (which
-separate blinks and head turns from expressions) are the next step (issue 5).
+- the emotion model's **raw** (unsmoothed) class probabilities, when the face was classified in
+  this frame: ``e_p = max over non-neutral classes of (p - baseline) / onset``;
+- the **action units** from the face mesh, when it was meshed in this frame, without the
+  eye-closure AUs (blinks are not expressions) and without lips parting and jaw drop (AU25,
+  AU26: what talking looks like): ``e_a = max over AUs of (a - baseline) / au_onset``.
+
+With action units the *evidence* is their mean, ``(min(e_p, 2) + min(e_a, 2)) / 2``: a departure
+both signals agree on, or a strong one in either. Neither alone at threshold is enough, which is
+what keeps the classifier's flicker on a blink (the eyes close, the probabilities move, the brows
+and the mouth do not) and the mesh's jitter from becoming spots. Without action units (landmarks
+off) the evidence is ``e_p`` alone.
+
+An *episode* starts when the evidence reaches 1 and ends when it falls below `offset_ratio`
+(hysteresis); its apex is the frame of highest evidence. It is reported as a `MicroExpression`
+when it lasted `min_ms`–`max_ms`; longer is a macro-expression (nothing is reported: the window
+summary covers it). An episode during which the head turned by more than `head_turn_deg` is a
+head movement, not an expression, and is dropped. Onset and offset are placed halfway between
+the last quiet and the first active frame (and back), so that the duration means the same at
+15, 30 or 60 frames/s; a gap between observations longer than `max_gap_s` (dropped frames)
+cancels the episode in progress, whose true extent is unknown.
+
+The spotted emotion is the class whose probability rose most at the apex (the classifier is the
+better judge of the category: a crying face raises the cheeks and stretches the lips like a
+smile), unless no class rose by `LABEL_MIN_RISE`; then the class whose AU prototype
+(`edge_fer.vision.affect.AU_PROTOTYPES`) the rising AUs match best.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,37 +41,64 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_fer.types import FaceObservation, MicroExpression
+from edge_fer.vision.action_units import AU_NAMES, EYE_CLOSURE
+from edge_fer.vision.affect import au_emotion_scores
+
+logger = logging.getLogger(__name__)
+
+#: The AUs reported with a spot (all but eye closure).
+EXPRESSION_AUS: tuple[str, ...] = tuple(au for au in AU_NAMES if au not in EYE_CLOSURE)
+#: The AUs whose rise is evidence of an expression: not eye closure (blinks), and not lips
+#: parting or the jaw dropping alone (talking).
+EVIDENCE_AUS: tuple[str, ...] = tuple(au for au in EXPRESSION_AUS if au not in ("AU25", "AU26"))
+#: Cap of each signal's normalised rise in the evidence (one signal alone can reach 1 only at 2x).
+EVIDENCE_CAP = 2.0
+#: AUs reported with a spot: those that rose at least this much at the apex.
+REPORT_AU_MIN = 0.05
+#: A class whose probability rose at least this much at the apex names the spot.
+LABEL_MIN_RISE = 0.05
 
 
 @dataclass
 class _Episode:
     onset_t: float
     apex_t: float
-    apex_value: float
-    emotion: int
+    apex_evidence: float
+    prob_rise: np.ndarray | None
+    au_rise: np.ndarray | None
+    pose: tuple[float, float, float] | None
+    turned_deg: float = 0.0
+    macro: bool = False
 
 
 @dataclass
 class _TrackState:
-    baseline: np.ndarray
     first_t: float
     last_t: float
+    probs: np.ndarray | None = None
+    prob_base: np.ndarray | None = None
+    aus: np.ndarray | None = None
+    au_base: np.ndarray | None = None
+    pose: tuple[float, float, float] | None = None
     episode: _Episode | None = None
 
 
 class MicroSpotter:
-    """Spots micro-expressions per track from (unsmoothed) class probabilities.
+    """Spots micro-expressions per track from raw probabilities and action units.
 
     Args:
         labels: class names in probability order; ``neutral`` never counts as an expression.
         min_ms: shortest episode reported (ms); shorter ones are noise.
         max_ms: longest episode reported (ms); longer ones are macro-expressions.
-        onset: rise of a class's probability above its baseline that starts an episode (0–1).
-        offset: rise below which the episode ends (hysteresis: lower than `onset`).
-        baseline_s: time constant of the per-track baseline (s).
+        onset: rise of a class's probability above its baseline that counts as a full departure.
+        au_onset: rise of an AU's intensity above its baseline that counts as a full departure.
+        offset_ratio: the episode ends when the evidence falls below this (0 < ratio < 1).
+        baseline_s: time constant (s) of the per-track baselines.
         warmup_s: a track needs this much history before anything is spotted on it (its
             baseline is not known before).
         max_gap_s: a gap between observations longer than this cancels the episode in progress.
+        head_turn_deg: an episode during which yaw, pitch or roll changed by more than this is
+            a head movement, not an expression.
     """
 
     def __init__(
@@ -59,77 +106,175 @@ class MicroSpotter:
         labels: Sequence[str],
         min_ms: float = 40.0,
         max_ms: float = 500.0,
-        onset: float = 0.3,
-        offset: float = 0.15,
-        baseline_s: float = 2.0,
-        warmup_s: float = 0.5,
+        onset: float = 0.25,
+        au_onset: float = 0.25,
+        offset_ratio: float = 0.4,
+        baseline_s: float = 3.0,
+        warmup_s: float = 1.0,
         max_gap_s: float = 0.25,
+        head_turn_deg: float = 15.0,
     ) -> None:
         if not 0 < min_ms < max_ms:
             raise ValueError(f"need 0 < min_ms < max_ms, got {min_ms}, {max_ms}")
-        if not 0 < offset < onset < 1:
-            raise ValueError(f"need 0 < offset < onset < 1, got offset={offset}, onset={onset}")
-        if baseline_s <= 0 or warmup_s < 0 or max_gap_s <= 0:
-            raise ValueError("baseline_s and max_gap_s must be > 0 and warmup_s >= 0")
+        if not (0 < onset < 1 and 0 < au_onset < 1):
+            raise ValueError(f"onset and au_onset must be in (0, 1), got {onset}, {au_onset}")
+        if not 0 < offset_ratio < 1:
+            raise ValueError(f"offset_ratio must be in (0, 1), got {offset_ratio}")
+        if baseline_s <= 0 or warmup_s < 0 or max_gap_s <= 0 or head_turn_deg <= 0:
+            raise ValueError("baseline_s, max_gap_s and head_turn_deg must be > 0 and warmup_s >= 0")
         self.labels = tuple(labels)
         self.min_s, self.max_s = min_ms / 1000.0, max_ms / 1000.0
-        self.onset, self.offset = onset, offset
+        self.onset, self.au_onset, self.offset_ratio = onset, au_onset, offset_ratio
         self.baseline_s, self.warmup_s, self.max_gap_s = baseline_s, warmup_s, max_gap_s
+        self.head_turn_deg = head_turn_deg
         self._expressive = np.array([label != "neutral" for label in self.labels])
+        self._evidence_index = np.array([EXPRESSION_AUS.index(au) for au in EVIDENCE_AUS])
         self._tracks: dict[int, _TrackState] = {}
 
+    def active(self, track_id: int) -> bool:
+        """True while an episode is open on the track (the pipeline then classifies every frame)."""
+        state = self._tracks.get(track_id)
+        return state is not None and state.episode is not None and not state.episode.macro
+
     def update(self, observations: Sequence[FaceObservation], raw: dict[int, np.ndarray], t: float) -> list[MicroExpression]:
-        """Feed one frame: `raw` maps track id → freshly classified (unsmoothed) probabilities;
-        tracks without a fresh classification this frame are skipped. Returns the spotted ones."""
-        del observations  # the probabilities of this frame come in `raw`
+        """Feed one frame at time `t` (s).
+
+        Args:
+            observations: this frame's observations; the action units and head pose of those
+                with ``meshed`` True are new.
+            raw: track id → freshly classified, unsmoothed probabilities (tracks classified in
+                this frame only).
+
+        Returns:
+            The micro-expressions that ended in this frame.
+        """
+        meshed = {o.track_id: o for o in observations if o.meshed and o.action_units is not None}
         found = []
-        for track_id, probs in raw.items():
-            spot = self._update_track(track_id, np.asarray(probs, np.float64), t)
+        for track_id in sorted(set(raw) | set(meshed)):
+            obs = meshed.get(track_id)
+            aus = None if obs is None else np.array([obs.action_units.get(au, 0.0) for au in EXPRESSION_AUS])  # type: ignore[union-attr]
+            probs = raw.get(track_id)
+            spot = self._update_track(
+                track_id,
+                None if probs is None else np.asarray(probs, np.float64),
+                aus,
+                None if obs is None else obs.head_pose,
+                t,
+            )
             if spot is not None:
                 found.append(spot)
         return found
 
-    def _update_track(self, track_id: int, probs: np.ndarray, t: float) -> MicroExpression | None:
+    def _evidence(self, state: _TrackState) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        prob_rise = au_rise = None
+        e_p = e_a = 0.0
+        if state.probs is not None and state.prob_base is not None:
+            prob_rise = np.where(self._expressive, state.probs - state.prob_base, -1.0)
+            e_p = float(prob_rise.max()) / self.onset
+        if state.aus is None or state.au_base is None:
+            return e_p, prob_rise, None
+        au_rise = state.aus - state.au_base
+        e_a = float(au_rise[self._evidence_index].max()) / self.au_onset
+        if prob_rise is None:
+            return min(e_a, EVIDENCE_CAP) / 2.0, None, au_rise
+        return (min(e_p, EVIDENCE_CAP) + min(e_a, EVIDENCE_CAP)) / 2.0, prob_rise, au_rise
+
+    def _adapt(self, state: _TrackState, gap: float) -> None:
+        keep = math.exp(-gap / self.baseline_s)
+        if state.probs is not None and state.prob_base is not None:
+            state.prob_base = keep * state.prob_base + (1 - keep) * state.probs
+        if state.aus is not None and state.au_base is not None:
+            state.au_base = keep * state.au_base + (1 - keep) * state.aus
+
+    def _update_track(
+        self,
+        track_id: int,
+        probs: np.ndarray | None,
+        aus: np.ndarray | None,
+        pose: tuple[float, float, float] | None,
+        t: float,
+    ) -> MicroExpression | None:
         state = self._tracks.get(track_id)
         if state is None:
-            self._tracks[track_id] = _TrackState(baseline=probs.copy(), first_t=t, last_t=t)
+            state = self._tracks[track_id] = _TrackState(first_t=t, last_t=t)
+        elif t <= state.last_t:
             return None
         gap = t - state.last_t
-        if gap <= 0:
-            return None
         state.last_t = t
+        if probs is not None:
+            state.probs = probs
+            state.prob_base = probs.copy() if state.prob_base is None else state.prob_base
+        if aus is not None:
+            state.aus = aus
+            state.au_base = aus.copy() if state.au_base is None else state.au_base
+        if pose is not None:
+            state.pose = pose
+        if gap == 0.0:
+            return None  # the track's first frame: its baseline
         if gap > self.max_gap_s:
             state.episode = None  # dropped frames: the episode's true extent is unknown
-        rise = np.where(self._expressive, probs - state.baseline, -1.0)
-        k = int(np.argmax(rise))
+        evidence, prob_rise, au_rise = self._evidence(state)
         episode = state.episode
         if episode is None:
-            if rise[k] >= self.onset and t - state.first_t >= self.warmup_s:
-                state.episode = _Episode(onset_t=t - gap / 2, apex_t=t, apex_value=float(rise[k]), emotion=k)
+            if evidence >= 1.0 and t - state.first_t >= self.warmup_s:
+                state.episode = _Episode(t - gap / 2, t, evidence, prob_rise, au_rise, state.pose)
             else:
-                keep = math.exp(-gap / self.baseline_s)
-                state.baseline = keep * state.baseline + (1 - keep) * probs
+                self._adapt(state, gap)
             return None
-        current = probs[episode.emotion] - state.baseline[episode.emotion]
-        if current > episode.apex_value:
-            episode.apex_t, episode.apex_value = t, float(current)
-        if t - episode.onset_t > self.max_s + self.max_gap_s and current >= self.offset:
-            return None  # a macro-expression: keep waiting for its end, report nothing
-        if current >= self.offset:
+        if episode.pose is not None and state.pose is not None:
+            turned = max(abs(a - b) for a, b in zip(state.pose, episode.pose))
+            episode.turned_deg = max(episode.turned_deg, turned)
+        if evidence > episode.apex_evidence:
+            episode.apex_t, episode.apex_evidence = t, evidence
+            episode.prob_rise, episode.au_rise = prob_rise, au_rise
+        if episode.macro or t - episode.onset_t > self.max_s + self.max_gap_s:
+            # A macro-expression: wait for its end and let the baseline follow it meanwhile.
+            episode.macro = True
+            self._adapt(state, gap)
+            if evidence < self.offset_ratio:
+                state.episode = None
+            return None
+        if evidence >= self.offset_ratio:
             return None
         state.episode = None
         offset_t = t - gap / 2
         duration = offset_t - episode.onset_t
-        if self.min_s <= duration <= self.max_s:
-            return MicroExpression(
-                track_id=track_id,
-                emotion=self.labels[episode.emotion],
-                onset_t=episode.onset_t,
-                apex_t=episode.apex_t,
-                offset_t=offset_t,
-                intensity=min(max(episode.apex_value, 0.0), 1.0),
+        if episode.turned_deg > self.head_turn_deg:
+            logger.debug(
+                "track %d: a %.0f ms departure with the head turning %.0f° is a head movement", track_id, duration * 1000, episode.turned_deg
             )
-        return None
+            return None
+        if not self.min_s <= duration <= self.max_s:
+            return None
+        emotion, intensity = self._label(episode)
+        return MicroExpression(
+            track_id=track_id,
+            emotion=emotion,
+            onset_t=episode.onset_t,
+            apex_t=episode.apex_t,
+            offset_t=offset_t,
+            intensity=intensity,
+            action_units=self._apex_aus(episode),
+        )
+
+    def _label(self, episode: _Episode) -> tuple[str, float]:
+        """The spotted class and its intensity in [0, 1]: the largest rise at the apex of the
+        class's probability or of an evidence AU."""
+        prob_rise = episode.prob_rise
+        au_rise = None if episode.au_rise is None else np.clip(episode.au_rise, 0.0, 1.0)
+        k = None if prob_rise is None else int(np.argmax(prob_rise))
+        strength = 0.0 if k is None or prob_rise is None else float(prob_rise[k])
+        if (k is None or strength < LABEL_MIN_RISE) and au_rise is not None and au_rise.max() > 0:
+            scores = au_emotion_scores(dict(zip(EXPRESSION_AUS, au_rise.tolist())), self.labels)
+            k = int(np.argmax(np.where(self._expressive, scores, -1.0)))
+        intensity = max(strength, 0.0 if au_rise is None else float(au_rise[self._evidence_index].max()))
+        return self.labels[k if k is not None else int(np.argmax(self._expressive))], min(max(intensity, 0.0), 1.0)
+
+    @staticmethod
+    def _apex_aus(episode: _Episode) -> dict[str, float] | None:
+        if episode.au_rise is None:
+            return None
+        return {au: round(float(v), 3) for au, v in zip(EXPRESSION_AUS, episode.au_rise) if v >= REPORT_AU_MIN}
 
     def forget(self, track_ids: Sequence[int]) -> None:
         for track_id in track_ids:

@@ -1,4 +1,4 @@
-"""Pure vision stages: face detection, alignment, emotion classification, affect mapping.
+"""Pure vision stages: face detection, alignment, emotion classification, face mesh and its geometry, affect mapping.
 
 Arrays in, values out: no threads, no clocks, no I/O besides loading a model in `from_settings`.
 """
@@ -9,5 +9,6 @@ from edge_fer.vision.affect import valence_arousal, valence_arousal_batch
 from edge_fer.vision.align import align_face, crop_for_model
 from edge_fer.vision.blazeface import FaceDetector
 from edge_fer.vision.emotion import EmotionClassifier
+from edge_fer.vision.landmarks import FaceLandmarker
 
-__all__ = ["EmotionClassifier", "FaceDetector", "align_face", "crop_for_model", "valence_arousal", "valence_arousal_batch"]
+__all__ = ["EmotionClassifier", "FaceDetector", "FaceLandmarker", "align_face", "crop_for_model", "valence_arousal", "valence_arousal_batch"]

@@ -22,6 +22,16 @@ contempt       -0.5     +0.2
 neutral         0.0      0.0
 ============  =======  =======
 
+With action units (from the face mesh), the point is moved towards what the geometry shows:
+each emotion's *prototype* (the AUs that EMFACS associates with it, restricted to those edge-fer
+estimates: `AU_PROTOTYPES`) scores the mean intensity of its AUs; these scores, with neutral
+taking the rest (``1 - max score``), are normalised into a second distribution, whose circumplex
+point gets weight `AU_WEIGHT` (0.3) against the classifier's 0.7. The geometry helps where the
+classifier is unsure or fooled by appearance (lighting, a beard), and a broad smile the classifier
+misses still pulls valence up; but the AUs are geometric estimates with their own errors (see
+`edge_fer.vision.action_units`), disgust has no prototype here (its AU9/AU10 are not estimated),
+and anger has only AU4, which sadness and fear share.
+
 Limits, said plainly: these numbers describe the **facial expression** a model read, not what
 the person feels. A posed, prototypical expression maps well; a polite smile reads as pleasant
 whatever the person feels, a neutral face reads as (0, 0) even in a calm, content person, and
@@ -30,7 +40,8 @@ an expression the classifier confuses moves the point with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +56,18 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
     "contempt": (-0.5, 0.2),
     "neutral": (0.0, 0.0),
 }
+
+#: AUs of each emotion's prototype (EMFACS, Friesen & Ekman 1983), limited to the AUs edge-fer
+#: estimates; an emotion's AU score is the mean intensity of its AUs.
+AU_PROTOTYPES: dict[str, tuple[str, ...]] = {
+    "happy": ("AU6", "AU12"),
+    "surprise": ("AU1", "AU2", "AU26"),
+    "sad": ("AU1", "AU4", "AU15"),
+    "fear": ("AU1", "AU2", "AU4", "AU20", "AU25"),
+    "angry": ("AU4",),
+}
+#: Weight of the AU-derived circumplex point against the classifier's.
+AU_WEIGHT = 0.3
 
 #: Other spellings of the same classes (FERPlus / AffectNet use nouns).
 ALIASES: dict[str, str] = {
@@ -91,3 +114,47 @@ def valence_arousal(probs: np.ndarray, labels: Sequence[str]) -> tuple[float, fl
         raise ValueError(f"probs must have shape ({len(labels)},) for {len(labels)} labels, got {probs.shape}")
     va = valence_arousal_batch(probs[None], labels)[0]
     return float(va[0]), float(va[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _prototype_table(labels: tuple[str, ...]) -> tuple[tuple[tuple[int, tuple[str, ...]], ...], int | None]:
+    """For `labels`: (class index, its prototype AUs) for each class with a prototype, and the
+    index of neutral (None when absent)."""
+    keys = [ALIASES.get(label.strip().lower(), label.strip().lower()) for label in labels]
+    table = tuple((i, AU_PROTOTYPES[key]) for i, key in enumerate(keys) if key in AU_PROTOTYPES)
+    return table, keys.index("neutral") if "neutral" in keys else None
+
+
+def au_emotion_scores(action_units: Mapping[str, float], labels: Sequence[str]) -> np.ndarray:
+    """``(k,)`` in [0, 1]: how strongly the AUs show each class's prototype (`AU_PROTOTYPES`;
+    classes without one, such as disgust, score 0; neutral scores ``1 - max`` of the others)."""
+    table, neutral = _prototype_table(tuple(labels))
+    scores = np.zeros(len(labels), np.float32)
+    for i, prototype in table:
+        scores[i] = sum(action_units.get(au, 0.0) for au in prototype) / len(prototype)
+    if neutral is not None:
+        scores[neutral] = 1.0 - float(scores.max(initial=0.0))
+    return scores
+
+
+def affect(probs: np.ndarray, labels: Sequence[str], action_units: Mapping[str, float] | None = None) -> tuple[float, float]:
+    """Valence and arousal of one observation: from the probabilities alone (`valence_arousal`),
+    or, with action units, ``(1 - AU_WEIGHT)`` × that + `AU_WEIGHT` × the circumplex point of
+    the AU prototype scores (see the module docstring)."""
+    points = _circumplex(tuple(labels))
+    probs = np.asarray(probs, np.float32)
+    if probs.shape != (len(points),):
+        raise ValueError(f"probs must have shape ({len(points)},) for {len(points)} labels, got {probs.shape}")
+    va = probs @ points
+    if action_units:
+        scores = au_emotion_scores(action_units, labels)
+        total = float(scores.sum())
+        if total > 0:
+            va = (1 - AU_WEIGHT) * va + AU_WEIGHT * (scores / total) @ points
+    valence, arousal = np.clip(va, -1.0, 1.0)
+    return float(valence), float(arousal)
+
+
+@functools.lru_cache(maxsize=16)
+def _circumplex(labels: tuple[str, ...]) -> np.ndarray:
+    return circumplex_matrix(labels)

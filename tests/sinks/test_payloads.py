@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def test_summary_contract() -> None:
     assert payload is not None
     assert payload["schema"] == 1 and payload["device"] == "kiosk" and payload["seq"] == 7
     assert payload["ts"].endswith("Z") and "T" in payload["ts"]
-    assert payload["faces"] == {"max": 2, "distinct": 3, "dwell_s": 14.5, "observations": 300, "uncertain": 0}
+    assert payload["faces"] == {"max": 2, "distinct": 3, "dwell_s": 14.5, "attending_s": None, "observations": 300, "uncertain": 0}
     assert payload["emotions"] == {"happy": 0.6, "neutral": 0.4}
     assert json.loads(stamped.body()) == payload
 
@@ -46,6 +47,7 @@ def test_other_builders() -> None:
                      "emotions": {"happy": 0.9, "sad": 0.1}, "mean_valence": 0.7}  # fmt: skip
     micro = micro_event(MicroExpression(2, "surprise", 10.0, 10.1, 10.3, 0.8)).payload
     assert micro is not None and micro["duration_ms"] == pytest.approx(300.0) and micro["apex_ms"] == pytest.approx(100.0)
+    assert micro["action_units"] is None
     stats = stats_event({"fps": 24.0, "stages_ms": {"detect": 1.2}})
     assert (stats.qos, stats.retain, stats.durable) == (0, True, False)
     assert availability_event(False).body() == b"offline"
@@ -86,3 +88,19 @@ def test_guard_either_refuses_or_passes_small_json(payload: dict) -> None:  # ty
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False)  # as on the wire
     assert len(text) <= 4096
     assert json.loads(text) == payload
+
+
+def test_new_fields_are_scalars_only() -> None:
+    """Action units reach a micro-expression event as at most nine named scalars, attention a
+    summary as two numbers; head pose and landmarks have no field anywhere."""
+    aus = {"AU1": 0.61234, "AU2": 0.5, "AU12": 0.05}
+    micro = micro_event(MicroExpression(2, "surprise", 10.0, 10.1, 10.3, 0.8, action_units=aus)).payload
+    assert micro is not None and micro["action_units"] == {"AU1": 0.612, "AU2": 0.5, "AU12": 0.05}
+    assert all(isinstance(v, float) for v in micro["action_units"].values())
+    summary = summary_event(replace(SUMMARY, attention_share=0.75, attending_s=10.8765)).payload
+    assert summary is not None and summary["attention_share"] == 0.75 and summary["faces"]["attending_s"] == 10.88
+    for payload in (micro, summary):
+        text = json.dumps(payload)
+        assert "head_pose" not in text and "landmark" not in text and "yaw" not in text
+    with pytest.raises(PublishError):  # a mistake that put a mesh into the AUs could not pass
+        micro_event(MicroExpression(2, "surprise", 10.0, 10.1, 10.3, 0.8, action_units={"AU1": [0.1] * 1404}))  # type: ignore[dict-item]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge_fer import EMOTIONS
-from edge_fer.vision.affect import valence_arousal, valence_arousal_batch
+from edge_fer.vision.affect import AU_WEIGHT, affect, au_emotion_scores, valence_arousal, valence_arousal_batch
 
 
 def onehot(label: str) -> np.ndarray:
@@ -57,3 +57,25 @@ def test_batch_shapes_and_label_spellings() -> None:
     sad = np.eye(8, dtype=np.float32)[3]
     assert valence_arousal(sad, ferplus) == valence_arousal(onehot("sad"), EMOTIONS)
     assert valence_arousal(np.eye(8, dtype=np.float32)[7], ferplus)[0] < 0  # contempt
+
+
+def test_action_units_pull_the_point_towards_their_prototype() -> None:
+    """An uncertain classifier (uniform) with a broad smile in the geometry reads pleasant; the
+    same probabilities with a frown read unpleasant; no AUs: the classifier's point alone."""
+    uniform = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
+    plain = affect(uniform, EMOTIONS)
+    assert plain == pytest.approx(valence_arousal(uniform, EMOTIONS))
+    smile = affect(uniform, EMOTIONS, {"AU6": 0.8, "AU12": 0.9})
+    frown = affect(uniform, EMOTIONS, {"AU4": 0.9, "AU15": 0.6, "AU1": 0.5})
+    assert smile[0] > plain[0] + 0.2 and frown[0] < plain[0] - 0.05
+    at_rest = affect(onehot("happy"), EMOTIONS, {au: 0.0 for au in ("AU6", "AU12")})
+    assert at_rest[0] == pytest.approx((1 - AU_WEIGHT) * 0.8)  # a resting face pulls towards neutral (0, 0)
+    assert all(-1 <= v <= 1 for v in smile + frown)
+
+
+def test_au_prototype_scores() -> None:
+    scores = dict(zip(EMOTIONS, au_emotion_scores({"AU1": 0.8, "AU2": 0.8, "AU26": 0.8}, EMOTIONS)))
+    assert max(scores, key=lambda k: scores[k]) == "surprise" and scores["neutral"] == pytest.approx(0.2)
+    assert scores["disgust"] == 0.0  # no prototype: AU9/AU10 are not estimated
+    happy = dict(zip(EMOTIONS, au_emotion_scores({"AU6": 0.6, "AU12": 0.8}, EMOTIONS)))
+    assert max(happy, key=lambda k: happy[k]) == "happy"

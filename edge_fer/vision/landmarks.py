@@ -1,0 +1,163 @@
+"""The 468-point face mesh (MediaPipe) on tracked faces, with its face-presence score.
+
+The crop follows MediaPipe's face landmark graph as face-detection-tflite ports it
+(``fdlite/face_landmark.py``): a square of 1.5 × the detector box's longer side, centred on the
+box and rotated so the eyes are level, resized to 192×192, RGB scaled to [0, 1]. The model
+returns 468 ``x, y, z`` points in crop pixels (``z``: depth relative to the face's centre, in the
+same pixel scale, smaller = nearer the camera) and one logit of "a face is present and aligned".
+
+The points are mapped back to frame pixels here and never leave the process: they feed the
+geometry (`edge_fer.vision.face_geometry`) and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from edge_fer.errors import ModelError
+from edge_fer.models import ModelEntry, resolve
+from edge_fer.runtime import Model, load_manifest_model
+from edge_fer.types import Frame, Tracks
+from edge_fer.vision.align import align_face, alignment_matrix
+
+if TYPE_CHECKING:
+    from edge_fer.config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Number of points of the face mesh.
+NUM_POINTS = 468
+#: Keys every landmarks entry of the manifest must give (see models/manifest.toml).
+CONTRACT_KEYS = ("input_size", "scale", "offset", "crop_margin")
+
+
+@dataclass(frozen=True)
+class FaceMesh:
+    """The face mesh of one tracked face in one frame. Stays inside the process.
+
+    Attributes:
+        points: ``(468, 3)`` float32: ``x, y`` in frame pixels, ``z`` relative depth in the same
+            pixel scale (smaller = nearer the camera), in MediaPipe's landmark order.
+        score: the model's face-presence probability in [0, 1].
+        present: ``score`` reached the landmarker's ``min_score``; when False the points are
+            meaningless (the detection was probably not a face).
+    """
+
+    points: np.ndarray
+    score: float
+    present: bool
+
+    def __post_init__(self) -> None:
+        if self.points.shape != (NUM_POINTS, 3):
+            raise ValueError(f"FaceMesh.points must have shape ({NUM_POINTS}, 3), got {self.points.shape}")
+
+
+class FaceLandmarker:
+    """Runs the face mesh on tracked faces.
+
+    The manifest entry (kind ``landmarks``) gives the contract: ``input_size [H, W]``, the
+    normalisation ``x = pixel * scale + offset`` of RGB pixels, and ``crop_margin`` (the crop's
+    side is ``max(box w, h) * (1 + crop_margin)``; MediaPipe uses 0.5). The model's two outputs
+    are told apart by size (``468 * 3`` landmark values, one face logit), so their order does
+    not matter; int8 tensors are (de)quantized with their own parameters.
+
+    Args:
+        model: the loaded face-mesh model.
+        entry: its manifest entry.
+        min_score: face-presence probability in (0, 1) below which a detection is rejected as
+            not a face.
+
+    Raises:
+        ModelError: the contract is incomplete or does not match the model's tensors.
+        ValueError: `min_score` is out of range.
+    """
+
+    def __init__(self, model: Model, entry: ModelEntry, min_score: float = 0.5) -> None:
+        contract: dict[str, Any] = entry.extra
+        name = entry.name
+        missing = [k for k in CONTRACT_KEYS if k not in contract]
+        if missing:
+            raise ModelError(f"manifest entry {name!r} lacks {', '.join(missing)} (the landmarks model contract, see models/manifest.toml)")
+        if not 0.0 < min_score < 1.0:
+            raise ValueError(f"min_score must be in (0, 1), got {min_score}")
+        try:
+            h, w = (int(v) for v in contract["input_size"])
+            self.scale = float(contract["scale"])
+            self.offset = float(contract["offset"])
+            self.margin = float(contract["crop_margin"])
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"manifest entry {name!r}: malformed contract ({exc})") from exc
+        if not (math.isfinite(self.scale) and self.scale > 0 and math.isfinite(self.offset) and self.margin >= 0):
+            raise ModelError(f"{name}: need scale > 0, a finite offset and crop_margin >= 0")
+        shape = model.input.shape
+        if len(shape) != 4 or tuple(shape[1:]) != (h, w, 3) or shape[0] != 1:
+            raise ModelError(f"{name}: the manifest says input (1, {h}, {w}, 3) but {model.path.name} takes {shape}; fix the manifest entry")
+        sizes = [int(np.prod(o.shape)) for o in model.outputs]
+        if NUM_POINTS * 3 not in sizes or 1 not in sizes:
+            raise ModelError(
+                f"{name}: expected outputs of {NUM_POINTS * 3} landmark values and 1 face score, got shapes {[o.shape for o in model.outputs]}"
+            )
+        self._points_i, self._score_i = sizes.index(NUM_POINTS * 3), sizes.index(1)
+        self.model = model
+        self.name = name
+        self.input_hw: tuple[int, int] = (h, w)
+        self.min_score = min_score
+        self._logit_threshold = math.log(min_score / (1.0 - min_score))
+        self._x = np.zeros((1, h, w, 3), np.float32)
+        self._rgb = np.zeros((h, w, 3), np.uint8)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FaceLandmarker:
+        """The face mesh named by ``settings.models.landmarks``.
+
+        Raises:
+            ModelError: unknown, missing or corrupt model, or a contract mismatch.
+        """
+        entry, path = resolve(settings.models.landmarks, settings.models.dir, "landmarks")
+        model = load_manifest_model(entry, path, settings)
+        return cls(model, entry, settings.landmarks.min_score)
+
+    def preprocess(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model input for one face and the 2×3 matrix that maps frame pixels to the crop."""
+        matrix = alignment_matrix(box, keypoints, self.input_hw, self.margin)
+        crop = align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=False)
+        cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        np.multiply(self._rgb, np.float32(self.scale), out=self._x[0], casting="unsafe")
+        if self.offset:
+            self._x += np.float32(self.offset)
+        return self.model.input.quantize(self._x), matrix
+
+    def mesh(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> FaceMesh:
+        """The face mesh of the face at `box` (xyxy) with BlazeFace `keypoints` ``(6, 2)``."""
+        x, matrix = self.preprocess(frame, box, keypoints)
+        outputs = self.model.run(x)
+        logit = float(self.model.outputs[self._score_i].dequantize(outputs[self._score_i]).reshape(-1)[0])
+        raw = self.model.outputs[self._points_i].dequantize(outputs[self._points_i]).reshape(NUM_POINTS, 3)
+        # Crop → frame: model coordinates are continuous (0 = the crop's left edge); the matrix
+        # maps pixel indices (continuous - 0.5). z scales like x (the crop is a similarity).
+        inverse = cv2.invertAffineTransform(matrix)
+        points = np.empty((NUM_POINTS, 3), np.float32)
+        points[:, :2] = (raw[:, :2] - 0.5) @ inverse[:, :2].T + inverse[:, 2] + 0.5
+        points[:, 2] = raw[:, 2] * math.hypot(inverse[0, 0], inverse[1, 0])
+        score = 1.0 / (1.0 + math.exp(-max(min(logit, 100.0), -100.0)))
+        return FaceMesh(points, score, logit >= self._logit_threshold)
+
+    def landmarks(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, FaceMesh]:
+        """Face meshes for some of the tracks in `frame` (default: those matched in this frame).
+
+        Returns:
+            track id → `FaceMesh` (including faces the model rejects: ``present`` is False).
+        """
+        mask = tracks.seen if which is None else np.asarray(which, bool)
+        if mask.shape != (len(tracks),):
+            raise ValueError(f"which must be a bool mask of shape ({len(tracks)},), got {mask.shape}")
+        return {int(tracks.ids[i]): self.mesh(frame, tracks.boxes[i], tracks.keypoints[i]) for i in np.flatnonzero(mask)}
+
+    def __repr__(self) -> str:
+        return f"FaceLandmarker({self.name}, input={self.input_hw}, min_score={self.min_score})"
