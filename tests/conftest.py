@@ -50,6 +50,9 @@ class Broker:
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
     extra_conf: str = "allow_anonymous true\n"
+    #: Keep sessions and queued QoS-1 messages across restarts (saved every second, so a killed
+    #: broker keeps them too): what lets a persistent subscriber miss nothing during an outage.
+    persistent: bool = False
 
     @property
     def url(self) -> str:
@@ -62,7 +65,8 @@ class Broker:
 
         # `user` keeps mosquitto from dropping to its own account when the tests run as root,
         # so it can read files the test made (password files, certificates).
-        conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\npersistence false\n{self.extra_conf}")
+        persistence = f"persistence true\npersistence_location {self.workdir}/\nautosave_interval 1\n" if self.persistent else "persistence false\n"
+        conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n{persistence}{self.extra_conf}")
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
@@ -80,6 +84,20 @@ class Broker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+        self.proc = None
+
+    def wait_saved(self, timeout_s: float = 10.0) -> bool:
+        """Wait until a persistent broker has saved its state (sessions, subscriptions, queued
+        messages) after this call, so that a `kill` cannot lose what exists now."""
+        since = time.time()
+        db = self.workdir / "mosquitto.db"
+        return wait_until(lambda: db.exists() and db.stat().st_mtime > since, timeout_s)
+
+    def kill(self) -> None:
+        """The broker dies with no goodbye (SIGKILL): clients see the connection drop."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
         self.proc = None
 
 
@@ -109,9 +127,14 @@ class Message:
 
 
 class Collector:
-    """A plain paho subscriber on `#` that records every message (the test's view of the broker)."""
+    """A plain paho subscriber on `#` that records every message (the test's view of the broker).
 
-    def __init__(self, port: int, auth: tuple[str, str] | None = None, topic: str = "#", timeout_s: float = 10.0) -> None:
+    With `session` it is a persistent subscriber (that client id, clean session off, QoS 1): on a
+    broker with persistence it misses nothing across an outage, however the device's reconnect and
+    its own interleave — it reconnects by itself and the broker delivers what it queued meanwhile.
+    """
+
+    def __init__(self, port: int, auth: tuple[str, str] | None = None, topic: str = "#", timeout_s: float = 10.0, session: str | None = None) -> None:
         import threading
 
         import paho.mqtt.client as mqtt
@@ -119,7 +142,9 @@ class Collector:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         subscribed = threading.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-collector-{port}-{id(self)}")
+        client_id = session or f"test-collector-{port}-{id(self)}"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=session is None)
+        self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
         if auth:
             self._client.username_pw_set(*auth)
         self._client.on_message = self._on_message

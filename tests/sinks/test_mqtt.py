@@ -44,20 +44,29 @@ def test_online_then_events_in_order_then_offline(broker: Broker, collector: Col
     assert seqs == list(range(seqs[0], seqs[0] + 30))
 
 
-def test_outage_mid_run_loses_nothing(broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    sink = MqttSink(settings_for(broker, tmp_path))
-    assert wait_until(lambda: sink.state == "connected")
-    for i in range(10):
-        sink.publish(Event("summary", {"frames": i}))
-    assert wait_until(lambda: sink.queue.depth() == 0)
-    broker.stop()
-    assert wait_until(lambda: sink.state == "disconnected")
-    for i in range(10, 40):
-        sink.publish(Event("summary", {"frames": i}))  # never blocks: goes to disk
-    assert sink.queue.depth() == 30
+def test_outage_mid_run_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import free_port
+
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = Broker(port=free_port(), workdir=workdir, persistent=True)
     broker.start()
-    collector = Collector(broker.port)  # a subscriber that was not there during the outage
+    sink = MqttSink(settings_for(broker, tmp_path))
+    collector: Collector | None = None
     try:
+        assert wait_until(lambda: sink.state == "connected")
+        for i in range(10):
+            sink.publish(Event("summary", {"frames": i}))
+        assert wait_until(lambda: sink.queue.depth() == 0)
+        # A consumer with a persistent session: it misses nothing across the outage, whichever of
+        # it and the sink reconnects first.
+        collector = Collector(broker.port, session="outage-consumer")
+        broker.stop()
+        assert wait_until(lambda: sink.state == "disconnected")
+        for i in range(10, 40):
+            sink.publish(Event("summary", {"frames": i}))  # never blocks: goes to disk
+        assert sink.queue.depth() == 30
+        broker.start()
         assert wait_until(lambda: sink.state == "connected", 40)
         assert collector.wait_for(lambda ms: sum(m.topic.endswith("/summary") for m in ms) >= 30, 40)
         got = frames_of(collector)
@@ -66,8 +75,10 @@ def test_outage_mid_run_loses_nothing(broker: Broker, tmp_path: Path, caplog: py
         assert wait_until(lambda: sink.queue.depth() == 0)
         assert sink.health()["mqtt_reconnects"] == 1
     finally:
-        collector.close()
+        if collector is not None:
+            collector.close()
         sink.close()
+        broker.stop()
     assert caplog.text.count("events are queued until it is back") == 1
 
 
