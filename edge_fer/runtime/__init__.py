@@ -4,7 +4,8 @@ Back-ends (``runtime.backend``):
 
 - ``cpu``: LiteRT with XNNPACK on ``runtime.num_threads`` threads (`edge_fer.runtime.litert`).
 - ``edgetpu``: LiteRT with the Coral delegate on the ``<model>_edgetpu.tflite`` compilation
-  (`edge_fer.runtime.edgetpu`); refuses to start without it, the library or a device.
+  (`edge_fer.runtime.edgetpu`); a full-int8 model refuses to start without it, the library or a
+  device; a float model (which the Edge TPU cannot run) runs on the CPU.
 - ``onnx``: ONNX Runtime on the model's ONNX export, TensorRT → CUDA → CPU providers
   (`edge_fer.runtime.onnx`); refuses to start without ONNX Runtime or the export.
 - ``auto`` (default), per model: the Edge TPU when the model has a compiled variant and a Coral
@@ -107,6 +108,13 @@ def load_model(model: Path | str | ModelFiles, *, num_threads: int = 2, backend:
     options = LoadOptions(num_threads=num_threads, cache_dir=cache_dir)
     if backend == "auto":
         return _auto(files, options)
+    if backend == "edgetpu" and files.edgetpu is None:
+        # The Edge TPU runs only full-int8 models: asking for it means "the int8 models run there",
+        # not "refuse the float ones" (the face mesh, mini-Xception), which no compiler can give it.
+        cpu = BACKENDS.get("cpu")(files, options)
+        if not cpu.input.quantized:
+            logger.info("%s is a float model, which the Edge TPU cannot run: it runs on the CPU", files.label)
+            return cpu
     return BACKENDS.get(backend)(files, options)
 
 

@@ -106,9 +106,8 @@ class EdgeTpuModel(LiteRTModel):
         compiled = files.edgetpu
         if compiled is None or not compiled.is_file():
             raise ModelError(
-                f"{files.label} has no Edge TPU version ({ModelFiles.edgetpu_name(files.tflite)} is missing): the Edge TPU "
-                "runs only full-int8 models compiled with models/compile_edgetpu.sh; float models (e.g. the face mesh) "
-                'cannot run on it, and runtime.backend = "auto" runs those on the CPU'
+                f"{files.label} has no Edge TPU version ({ModelFiles.edgetpu_name(files.tflite)} is missing): compile it "
+                'with models/compile_edgetpu.sh, or set runtime.backend = "auto" to run it on the CPU meanwhile'
             )
         ok, why = edgetpu_available(host)
         if not ok:

@@ -108,7 +108,7 @@ def test_auto_without_a_compiled_variant_stays_quiet_on_the_cpu(
     [
         ({"library": False}, True, "libedgetpu.so.1 not found: install libedgetpu1-std"),
         ({"usb": None}, True, "no Coral device"),
-        ({}, False, "compiled with models/compile_edgetpu.sh"),
+        ({}, False, "compile it with models/compile_edgetpu.sh"),
         ({"delegate_error": ValueError("Failed to load delegate")}, True, "cannot load the Edge TPU delegate"),
     ],
 )
@@ -119,6 +119,16 @@ def test_edgetpu_required_but_unusable_is_a_clear_error(
     path = compiled_pair(tmp_path / "models") if compiled else INT8_MODEL
     with pytest.raises(ModelError, match=message):
         load_model(path, backend="edgetpu")
+
+
+def test_edgetpu_runs_float_models_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
+    """`runtime.backend = "edgetpu"` with the default pipeline: the float face mesh cannot run on
+    any Edge TPU, so it runs on the CPU instead of stopping the service; int8 models stay strict."""
+    coral = plug(monkeypatch, FakeCoral(tmp_path / "host"))
+    mesh = load_model(models_dir / "face_landmark.tflite", backend="edgetpu")
+    assert mesh.label == "cpu" and coral.loads == []
+    with pytest.raises(ModelError, match="has no Edge TPU version"):
+        load_model(INT8_MODEL, backend="edgetpu")
 
 
 def test_a_compilation_in_the_models_dir_serves_a_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
