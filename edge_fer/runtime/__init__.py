@@ -2,6 +2,9 @@
 
 `load_model` returns a `Model` that hides which runtime and delegate run it: stages call
 ``model.run(x)`` with an array of the input tensor's dtype and shape and get the outputs back.
+A stage on the hot path writes its input straight into ``model.input_buffer()`` (the
+interpreter's own tensor memory when the runtime allows it) and calls ``model.run()``, so no
+input is copied.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import glob
 import importlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +79,22 @@ class TensorInfo:
             return x.astype(self.dtype, copy=False)
         info = np.iinfo(self.dtype)
         q = np.round(x / self.scale + self.zero_point)
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def pixel_table(self, scale: float, offset: float) -> np.ndarray:
+        """``(256,)`` table of this tensor's value for each uint8 pixel level ``p``: ``p * scale
+        + offset``, quantized when the tensor is int8/uint8. A stage applies it with one
+        ``cv2.LUT`` instead of per-pixel arithmetic.
+
+        Quantization rounds half up, computed in float64: with BlazeFace's ``[-1, 1]`` every
+        level falls exactly between two codes, and float32 noise would otherwise round some
+        up and some down, merging neighbouring levels (239 codes for 256 levels instead of 256).
+        """
+        levels = np.arange(256, dtype=np.float64) * scale + offset
+        if not self.quantized:
+            return levels.astype(self.dtype)
+        info = np.iinfo(self.dtype)
+        q = np.floor(levels / self.scale + self.zero_point + 0.5 + 1e-3)
         return np.clip(q, info.min, info.max).astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
@@ -168,25 +188,70 @@ class Model:
         self.invoke_count = 0
         self.invoke_s_total = 0.0
         self.last_invoke_s = 0.0
+        self._buffers, self._invoke = self._input_buffers()
+        # Output views for `run(copy=False)`, under the same guarantee as the input views.
+        self._output_views = [self._interpreter.tensor(o.index)() for o in self.outputs] if self._invoke is not None else None
+        _LIVE.add(self)
+
+    def _input_buffers(self) -> tuple[list[np.ndarray], Any]:
+        """Zero-copy input: numpy views of the interpreter's own input tensors, and its raw
+        ``Invoke``. The Python wrapper's ``invoke()`` refuses to run while such a view exists
+        (it guards against `allocate_tensors` moving the memory); this class never allocates
+        again after loading, so the views stay valid for the model's life. Runtimes without
+        the raw call get private buffers, copied in by ``set_tensor`` at each run."""
+        raw = getattr(self._interpreter, "_interpreter", None)
+        if raw is not None and callable(getattr(raw, "Invoke", None)):
+            views = [self._interpreter.tensor(info.index)() for info in self.inputs]
+            if all(v.shape == info.shape and v.dtype == info.dtype and v.flags.writeable for v, info in zip(views, self.inputs)):
+                return views, raw.Invoke
+            del views
+        return [np.zeros(info.shape, info.dtype) for info in self.inputs], None
 
     @property
     def input(self) -> TensorInfo:
         return self.inputs[0]
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Set the inputs (already of each tensor's dtype and shape), invoke, return copies of
-        the raw outputs in output-detail order. Raw invoke time is kept for the benchmark."""
-        for info, x in zip(self.inputs, inputs):
-            self._interpreter.set_tensor(info.index, x)
-        start = time.perf_counter()
-        self._interpreter.invoke()
+    def input_buffer(self, i: int = 0) -> np.ndarray:
+        """The array that input `i` is read from at the next `run()` without arguments: write
+        the input here (same shape and dtype as the tensor) to avoid any copy."""
+        return self._buffers[i]
+
+    def run(self, *inputs: np.ndarray, copy: bool = True) -> list[np.ndarray]:
+        """Invoke on `inputs` (each of its tensor's dtype and shape; none: what was written
+        into `input_buffer`) and return the raw outputs in output-detail order: arrays the
+        caller may keep, or with ``copy=False`` possibly views of the interpreter's output
+        tensors, valid only until the next `run` (no copy, for a caller that reads them at
+        once). Only the invoke itself is timed (`invoke_s_total`, for the overhead ratio)."""
+        for buffer, x in zip(self._buffers, inputs):
+            if x is not buffer:
+                np.copyto(buffer, x, casting="no")
+        if self._invoke is None:
+            for info, buffer in zip(self.inputs, self._buffers):
+                self._interpreter.set_tensor(info.index, buffer)
+            start = time.perf_counter()
+            self._interpreter.invoke()
+        else:
+            start = time.perf_counter()
+            self._invoke()
         self.last_invoke_s = time.perf_counter() - start
         self.invoke_s_total += self.last_invoke_s
         self.invoke_count += 1
+        if not copy and self._output_views is not None:
+            return list(self._output_views)
         return [self._interpreter.get_tensor(o.index) for o in self.outputs]
 
     def __repr__(self) -> str:
         return f"Model({self.path.name}, backend={self.backend}, input={self.input.shape} {self.input.dtype})"
+
+
+#: Every model loaded in this process and still alive, so that `edge-fer bench` counts the raw
+#: invokes of each one (detector, classifier, face mesh...) without knowing the stages.
+_LIVE: weakref.WeakSet[Model] = weakref.WeakSet()
+
+
+def live_models() -> list[Model]:
+    """The models loaded in this process and still referenced, in no particular order."""
+    return list(_LIVE)
 
 
 def load_model(path: Path | str, *, num_threads: int = 2, backend: str = "auto") -> Model:
