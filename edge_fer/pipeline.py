@@ -26,7 +26,11 @@ if TYPE_CHECKING:
     from edge_fer.vision.blazeface import FaceDetector
     from edge_fer.vision.emotion import EmotionClassifier
 
-STAGES = ("capture", "detect", "track", "classify", "temporal", "aggregate", "publish")
+#: The stages timed per frame, in pipeline order: ``capture`` (waiting for a decoded frame),
+#: ``preprocess`` (frame → detector input tensor), ``detect`` (detector invoke, decoding, NMS),
+#: ``track``, ``classify`` (alignment, emotion invokes), ``temporal`` (smoothing,
+#: micro-expressions), ``aggregate`` and ``publish`` (sinks).
+STAGES = ("capture", "preprocess", "detect", "track", "classify", "temporal", "aggregate", "publish")
 
 
 class StageTimer:
@@ -45,7 +49,10 @@ class StageTimer:
             self.record(stage, (time.perf_counter() - start) * 1000.0)
 
     def record(self, stage: str, ms: float) -> None:
-        self._samples.setdefault(stage, deque(maxlen=self.maxlen)).append(ms)
+        samples = self._samples.get(stage)
+        if samples is None:
+            samples = self._samples[stage] = deque(maxlen=self.maxlen)
+        samples.append(ms)
 
     def percentiles(self) -> dict[str, dict[str, float]]:
         """``{stage: {"p50": ms, "p95": ms, "mean": ms}}`` for every stage seen so far."""
@@ -133,30 +140,37 @@ class Pipeline:
 
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage on `frame`; returns what it produced (see `FrameResult`)."""
-        timer = self.timer
-        with timer.time("detect"):
-            detections = self.detector.detect(frame)
-        with timer.time("track"):
-            tracks = self.tracker.update(detections, frame.t)
+        record, clock = self.timer.record, time.perf_counter
+        start = clock()
+        self.detector.preprocess(frame.pixels)
+        end = clock()
+        record("preprocess", (end - start) * 1000.0)
+        start = end
+        detections = self.detector.detect(frame, preprocessed=True)
+        end = clock()
+        record("detect", (end - start) * 1000.0)
+        start = end
+        tracks = self.tracker.update(detections, frame.t)
+        end = clock()
+        record("track", (end - start) * 1000.0)
+        start = end
         n = self._processed
         self._processed += 1
-        which = np.zeros(len(tracks), bool)
-        for i, track_id in enumerate(tracks.ids):
-            if not tracks.seen[i]:
-                continue
-            memo = self._memo.get(int(track_id))
-            which[i] = memo is None or tracks.hits[i] < self.stable_hits or n - memo.last_classified >= self.every_n_frames
-        with timer.time("classify"):
-            fresh = self.classifier.classify(frame, tracks, which) if which.any() else {}
-        with timer.time("temporal"):
-            observations = self._observe(frame.t, n, tracks, fresh)
-            micros: tuple[MicroExpression, ...] = ()
-            if self.spotter is not None and fresh:
-                # Spotting reads the raw (unsmoothed) probabilities: smoothing would blur a
-                # 40-500 ms flash. Uncertain faces abstain here too.
-                certain = {o.track_id for o in observations if o.fresh and not o.uncertain}
-                micros = tuple(self.spotter.update(observations, {k: v for k, v in fresh.items() if k in certain}, frame.t))
-        with timer.time("aggregate"):
+        which = self._needs_classifying(n, tracks)
+        fresh = self.classifier.classify(frame, tracks, which) if which is not None else {}
+        end = clock()
+        record("classify", (end - start) * 1000.0)
+        start = end
+        observations = self._observe(frame.t, n, tracks, fresh)
+        micros: tuple[MicroExpression, ...] = ()
+        if self.spotter is not None and fresh:
+            # Spotting reads the raw (unsmoothed) probabilities: smoothing would blur a
+            # 40-500 ms flash. Uncertain faces abstain here too.
+            certain = {o.track_id for o in observations if o.fresh and not o.uncertain}
+            micros = tuple(self.spotter.update(observations, {k: v for k, v in fresh.items() if k in certain}, frame.t))
+        end = clock()
+        record("temporal", (end - start) * 1000.0)
+        with self.timer.time("aggregate"):
             self.aggregator.add(frame.t, tracks, observations)
             for micro in micros:
                 self.aggregator.add_micro(micro)
@@ -168,6 +182,22 @@ class Pipeline:
                 self._memo.pop(track_id, None)
             summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
         return FrameResult(frame.index, frame.t, tracks, observations, ended, summary, classified=len(fresh), micro_expressions=micros)
+
+    def _needs_classifying(self, n: int, tracks: Tracks) -> np.ndarray | None:
+        """Mask of the tracks to classify on processed frame `n` (None: none): every track seen
+        in this frame that is new, not yet stable, or whose last classification is
+        `every_n_frames` old. Coasting tracks (not seen) never are."""
+        which = None
+        seen, hits, memo = tracks.seen.tolist(), tracks.hits.tolist(), self._memo
+        for i, track_id in enumerate(tracks.ids.tolist()):
+            if not seen[i]:
+                continue
+            last = memo.get(track_id)
+            if last is None or hits[i] < self.stable_hits or n - last.last_classified >= self.every_n_frames:
+                if which is None:
+                    which = np.zeros(len(seen), bool)
+                which[i] = True
+        return which
 
     def _observe(self, t: float, n: int, tracks: Tracks, fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
         labels = self.classifier.labels

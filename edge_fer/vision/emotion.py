@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from edge_fer.calibration import apply_temperature
@@ -98,6 +99,10 @@ class EmotionClassifier:
         self.model = model
         self.name = name
         self._batch = int(shape[0])
+        # pixel level → model input (``pixel * scale + offset``, quantized for int8/uint8 inputs)
+        self._lut = model.input.pixel_table(self.scale, self.offset)
+        # the pipeline writes each face straight into the model's input tensor (zero copy)
+        self._input = model.input_buffer()[0].reshape(h, w, self.channels)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmotionClassifier:
@@ -116,11 +121,21 @@ class EmotionClassifier:
 
     def preprocess(self, crop: np.ndarray) -> np.ndarray:
         """One face crop (grey or BGR, any size) → the model's input tensor ``(1, H, W, C)``:
-        `crop_for_model`, then ``pixel * scale + offset``, then quantized when the input is
-        int8/uint8. The only path to the model, for the pipeline and for eval alike."""
+        `crop_for_model`, then ``pixel * scale + offset``, quantized when the input is
+        int8/uint8 (one table look-up per pixel). The only path to the model, for the pipeline
+        and for eval alike."""
         pixels = crop_for_model(crop, self.input_hw, self.channels)
-        x = pixels[None].astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
-        return self.model.input.quantize(x)
+        return cv2.LUT(pixels, self._lut).reshape(1, *self.input_hw, self.channels)
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """``(n, k)`` dequantized model outputs → probabilities (softmax of logits, or the
+        model's probabilities renormalised), temperature applied."""
+        if self.output_kind == "logits":
+            probs = softmax(scores)
+        else:  # dequantized int8 probabilities need not sum to exactly 1
+            probs = np.clip(scores, 0.0, None)
+            probs /= np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
+        return np.asarray(apply_temperature(probs.astype(np.float32, copy=False), self.temperature), np.float32)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """``(n, H, W, C)`` input tensors → ``(n, k)`` probabilities, run in chunks of the
@@ -133,13 +148,7 @@ class EmotionClassifier:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
             raw = self.model.run(chunk)[0]
             rows.append(self.model.outputs[0].dequantize(raw).reshape(batch, k)[: min(batch, n - start)])
-        scores = np.concatenate(rows)
-        if self.output_kind == "logits":
-            probs = softmax(scores)
-        else:  # dequantized int8 probabilities need not sum to exactly 1
-            probs = np.clip(scores, 0.0, None)
-            probs = probs / np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
-        return np.asarray(apply_temperature(probs.astype(np.float32), self.temperature), np.float32)
+        return self._probabilities(np.concatenate(rows))
 
     def classify(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, np.ndarray]:
         """Probabilities for some of the tracks in `frame`.
@@ -156,11 +165,26 @@ class EmotionClassifier:
         mask = tracks.seen if which is None else np.asarray(which, bool)
         if mask.shape != (len(tracks),):
             raise ValueError(f"which must be a bool mask of shape ({len(tracks)},), got {mask.shape}")
-        out: dict[int, np.ndarray] = {}
-        for i in np.flatnonzero(mask):
-            crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
-            out[int(tracks.ids[i])] = self._infer(self.preprocess(crop))[0]
-        return out
+        chosen = np.flatnonzero(mask)
+        if len(chosen) == 0:
+            return {}
+        if self._batch != 1:
+            crops = [self.align(frame, tracks.boxes[i], tracks.keypoints[i]) for i in chosen]
+            probs = self._infer(np.concatenate([self.preprocess(c) for c in crops]))
+        else:
+            # Each aligned crop goes through the look-up table straight into the input tensor;
+            # the outputs of all faces are turned into probabilities in one go.
+            output = self.model.outputs[0]
+            raw = np.empty((len(chosen), len(self.labels)), output.dtype)
+            for row, i in enumerate(chosen):
+                crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
+                if self.channels == 3:
+                    cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
+                else:
+                    cv2.LUT(crop, self._lut, dst=self._input[:, :, 0])
+                raw[row] = self.model.run()[0].reshape(-1)
+            probs = self._probabilities(output.dequantize(raw))
+        return {int(tracks.ids[i]): probs[row] for row, i in enumerate(chosen)}
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """``(n, k)`` float32 probabilities for face crops of any size, grey or BGR (e.g.
