@@ -18,7 +18,7 @@ from edge_fer.vision import EmotionClassifier, FaceDetector
 from tests.conftest import edge_fer
 
 EVAL_KEYS = {"model", "n", "accuracy", "macro_f1", "per_class", "confusion", "ms_per_face"}
-BENCH_KEYS = {"fps", "frames", "faces_per_frame", "stages_ms", "rss_mb", "startup_s", "overhead_ratio", "raw_invoke_ms_per_frame"}
+BENCH_KEYS = {"fps", "frames", "faces_per_frame", "stages_ms", "rss_mb", "startup_s", "overhead_ratio", "raw_invoke_ms_per_frame", "models"}
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,24 @@ def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> N
     record = json.loads(result.stdout)
     assert set(record) >= BENCH_KEYS
     assert record["frames"] == 60 and record["faces_per_frame"] == pytest.approx(1.0)
-    assert {"detect", "classify", "capture"} <= set(record["stages_ms"])
-    assert record["invokes"]["detect"] == 60 and 0 < record["invokes"]["classify"] <= 60
+    assert list(record["stages_ms"]) == ["capture", "preprocess", "detect", "track", "classify", "temporal", "aggregate", "publish"]
+    models = record["models"]  # every model the pipeline ran, found without naming the stages
+    assert models["face_detection_short_range.tflite"]["invokes"] == 60
+    assert 0 < models["edge_fer_emotion_int8.tflite"]["invokes"] <= 60
+    assert set(record["raw_invoke_ms_per_frame"]) == set(models)
     assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
+
+
+def test_bench_makes_the_five_face_clip_and_counts_five_faces(run_env: dict[str, str], tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = edge_fer(["bench", "--source", "five-faces", "--frames", "30", "--json"], {**run_env, "TMPDIR": str(scratch)}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["source"].startswith("five-faces") and record["detector"] == "blazeface_full"
+    assert record["faces_per_frame"] == pytest.approx(5.0, abs=0.2)
+    assert record["models"]["face_detection_full_range.tflite"]["invokes"] == 30
+    assert not list(scratch.iterdir())  # the clip lived only for the run
 
 
 def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> None:
