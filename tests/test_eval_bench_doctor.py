@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -116,3 +118,14 @@ def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> N
         assert name in result.stdout
     result = edge_fer(["doctor", "--source", "v4l2:9"], run_env, tmp_path)
     assert result.returncode == 1 and "[FAIL] source v4l2:9" in result.stdout and "v4l2-ctl" in result.stdout
+
+
+def test_compare_fer_without_fer_says_how_to_install_it(tmp_path: Path) -> None:
+    """The fer library is never our dependency: without its environment the comparison script
+    explains how to make one and exits cleanly."""
+    script = Path(__file__).parents[1] / "benchmarks" / "compare_fer.py"
+    result = subprocess.run([sys.executable, str(script), "--fer-python", str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["fer"] is None and "pip install fer" in record["how"]
+    assert "python3 -m venv" in result.stderr
