@@ -170,17 +170,19 @@ class Pipeline:
             micros = tuple(self.spotter.update(observations, {k: v for k, v in fresh.items() if k in certain}, frame.t))
         end = clock()
         record("temporal", (end - start) * 1000.0)
-        with self.timer.time("aggregate"):
-            self.aggregator.add(frame.t, tracks, observations)
-            for micro in micros:
-                self.aggregator.add_micro(micro)
+        self.aggregator.add(frame.t, tracks, observations)
+        for micro in micros:
+            self.aggregator.add_micro(micro)
+        ended: tuple[TrackSummary, ...] = ()
+        if tracks.ended:
             ended = tuple(self.aggregator.end_tracks(tracks.ended))
             self.smoother.forget(tracks.ended)
             if self.spotter is not None:
                 self.spotter.forget(tracks.ended)
             for track_id in tracks.ended:
                 self._memo.pop(track_id, None)
-            summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
+        summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
+        record("aggregate", (clock() - end) * 1000.0)
         return FrameResult(frame.index, frame.t, tracks, observations, ended, summary, classified=len(fresh), micro_expressions=micros)
 
     def _needs_classifying(self, n: int, tracks: Tracks) -> np.ndarray | None:
@@ -202,26 +204,27 @@ class Pipeline:
     def _observe(self, t: float, n: int, tracks: Tracks, fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
         labels = self.classifier.labels
         out = []
-        for i, track_id in enumerate(int(v) for v in tracks.ids):
-            if not tracks.seen[i]:
+        for track_id, seen in zip(tracks.ids.tolist(), tracks.seen.tolist()):
+            if not seen:
                 continue
             memo = self._memo.get(track_id)
             if track_id in fresh:
                 probs = self.smoother.update(track_id, fresh[track_id], t)
-                k = int(np.argmax(probs))
+                values = probs.tolist()
+                confidence = max(values)
                 valence, arousal = valence_arousal(probs, labels)
                 obs = FaceObservation(
                     track_id=track_id,
                     t=t,
                     labels=labels,
                     probs=probs,
-                    label=labels[k],
-                    confidence=float(probs[k]),
+                    label=labels[values.index(confidence)],
+                    confidence=confidence,
                     valence=valence,
                     arousal=arousal,
                     fresh=True,
                     smoothed=self.smoother.tau_s > 0,
-                    uncertain=float(probs[k]) < self.min_confidence,
+                    uncertain=confidence < self.min_confidence,
                 )
                 self._memo[track_id] = _TrackMemo(last_classified=n, observation=obs)
             elif memo is not None and memo.observation is not None:

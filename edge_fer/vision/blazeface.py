@@ -312,7 +312,10 @@ class FaceDetector:
             return box
         box = _Letterbox.fit(h, w, self.options.input_size)
         self._letterbox = box
-        self._canvas[:] = 0  # the padding stays black (-1 after normalising) for this geometry
+        # The padding is black (-1 after normalising) and stays so for this geometry: only the
+        # picture's rows and columns are written per frame.
+        self._canvas[:] = 0
+        self._input[:] = self._lut[0]
         return box
 
     def preprocess(self, pixels: np.ndarray) -> np.ndarray:
@@ -326,10 +329,12 @@ class FaceDetector:
         for _ in range(box.halvings):
             h, w = h // 2, w // 2
             pixels = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)  # exact 2x: OpenCV's fast path
-        roi = self._canvas[box.y0 : box.y0 + box.rh, box.x0 : box.x0 + box.rw]
-        cv2.resize(pixels, (box.rw, box.rh), dst=roi, interpolation=cv2.INTER_LINEAR)
-        cv2.cvtColor(self._canvas, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        cv2.LUT(self._rgb, self._lut, dst=self._input)
+        rows, cols = slice(box.y0, box.y0 + box.rh), slice(box.x0, box.x0 + box.rw)
+        picture = self._canvas[rows, cols]
+        cv2.resize(pixels, (box.rw, box.rh), dst=picture, interpolation=cv2.INTER_LINEAR)
+        rgb = self._rgb[rows, cols]
+        cv2.cvtColor(picture, cv2.COLOR_BGR2RGB, dst=rgb)
+        cv2.LUT(rgb, self._lut, dst=self._input[rows, cols])
         return self._tensor
 
     def decode(self, raw_boxes: np.ndarray, raw_scores: np.ndarray) -> tuple[np.ndarray, list[float]]:

@@ -127,14 +127,22 @@ class EmotionClassifier:
         pixels = crop_for_model(crop, self.input_hw, self.channels)
         return cv2.LUT(pixels, self._lut).reshape(1, *self.input_hw, self.channels)
 
-    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
-        """``(n, k)`` dequantized model outputs → probabilities (softmax of logits, or the
-        model's probabilities renormalised), temperature applied."""
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """``(n, k)`` raw model outputs (quantized or not) → probabilities: softmax of the
+        dequantized logits, or the model's probabilities renormalised, temperature applied."""
+        output = self.model.outputs[0]
         if self.output_kind == "logits":
-            probs = softmax(scores)
-        else:  # dequantized int8 probabilities need not sum to exactly 1
-            probs = np.clip(scores, 0.0, None)
+            probs = softmax(output.dequantize(raw))
+        else:
+            # Quantized probabilities need not sum to exactly 1; the scale cancels out in the
+            # renormalisation, so only the zero point is removed.
+            probs = raw.astype(np.float32)
+            if output.quantized and output.zero_point:
+                probs -= np.float32(output.zero_point)
+            np.maximum(probs, 0.0, out=probs)
             probs /= np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
+        if self.temperature == 1.0:
+            return probs.astype(np.float32, copy=False)
         return np.asarray(apply_temperature(probs.astype(np.float32, copy=False), self.temperature), np.float32)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
@@ -147,7 +155,7 @@ class EmotionClassifier:
             if len(chunk) < batch:  # a fixed-batch model: pad the last chunk
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
             raw = self.model.run(chunk)[0]
-            rows.append(self.model.outputs[0].dequantize(raw).reshape(batch, k)[: min(batch, n - start)])
+            rows.append(raw.reshape(batch, k)[: min(batch, n - start)])
         return self._probabilities(np.concatenate(rows))
 
     def classify(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, np.ndarray]:
@@ -174,17 +182,18 @@ class EmotionClassifier:
         else:
             # Each aligned crop goes through the look-up table straight into the input tensor;
             # the outputs of all faces are turned into probabilities in one go.
-            output = self.model.outputs[0]
-            raw = np.empty((len(chosen), len(self.labels)), output.dtype)
-            for row, i in enumerate(chosen):
+            raw = np.empty((len(chosen), len(self.labels)), self.model.outputs[0].dtype)
+            grey = self._input[:, :, 0]
+            for row, i in enumerate(chosen.tolist()):
                 crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
                 if self.channels == 3:
                     cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
                 else:
-                    cv2.LUT(crop, self._lut, dst=self._input[:, :, 0])
-                raw[row] = self.model.run()[0].reshape(-1)
-            probs = self._probabilities(output.dequantize(raw))
-        return {int(tracks.ids[i]): probs[row] for row, i in enumerate(chosen)}
+                    cv2.LUT(crop, self._lut, dst=grey)
+                raw[row] = self.model.run(copy=False)[0].reshape(-1)
+            probs = self._probabilities(raw)
+        ids = tracks.ids[chosen].tolist()
+        return {track_id: probs[row] for row, track_id in enumerate(ids)}
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """``(n, k)`` float32 probabilities for face crops of any size, grey or BGR (e.g.
