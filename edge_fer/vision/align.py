@@ -107,6 +107,7 @@ def align_face(
     out_size: tuple[int, int],
     margin: float = DEFAULT_MARGIN,
     grey: bool = True,
+    dst: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rotate so the eyes are level and crop a square of ``max(w, h) * (1 + margin)`` around
     the box centre in one `cv2.warpAffine` straight to `out_size` (bilinear; the border is
@@ -121,6 +122,8 @@ def align_face(
         out_size: output ``(height, width)`` in pixels.
         margin: border added around the box, as a fraction of its larger side (>= 0).
         grey: return ``(h, w)`` grey instead of ``(h, w, 3)`` BGR.
+        dst: optional uint8 array of the output's shape to write into (e.g. a model's input
+            tensor); it is returned.
 
     Returns:
         uint8 ``(h, w)`` or ``(h, w, 3)``.
@@ -144,12 +147,10 @@ def align_face(
     if grey and source.ndim == 3 and source is not frame_pixels:
         # grey before the warp when the region is small already: a 1-channel warp costs half
         source = cv2.cvtColor(source, cv2.COLOR_BGR2GRAY)
+    if (source.ndim == 2) == grey:  # already the output's channels: warp straight into dst
+        return cv2.warpAffine(source, matrix, (w, h), dst=dst, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     warped = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if grey and warped.ndim == 3:
-        return cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY)
-    if not grey and warped.ndim == 2:
-        return cv2.cvtColor(warped, cv2.COLOR_GRAY2BGR)
-    return warped
+    return cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY if grey else cv2.COLOR_GRAY2BGR, dst=dst)
 
 
 def crop_for_model(crop: np.ndarray, out_size: tuple[int, int], channels: int) -> np.ndarray:

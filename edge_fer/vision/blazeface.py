@@ -269,6 +269,7 @@ class FaceDetector:
         # the score threshold, so only the few anchors above the threshold are ever converted.
         self._boxes_q = (float(boxes_info.scale), float(boxes_info.zero_point)) if boxes_info.quantized else (1.0, 0.0)
         self._scores_q = (float(scores_info.scale), float(scores_info.zero_point)) if scores_info.quantized else (1.0, 0.0)
+        self._raw_views: tuple[np.ndarray | None, np.ndarray, np.ndarray] = (None, np.empty((0, 16)), np.empty(0))
         offsets, matrix = _decode_tables(self.anchors, size)
         box_scale, box_zero = self._boxes_q
         self._decode_matrix = (matrix * np.float32(box_scale)).astype(np.float32)
@@ -349,7 +350,8 @@ class FaceDetector:
         rows += self._decode_offsets[keep]
         scale, zero = self._scores_q
         scores = [1.0 / (1.0 + math.exp(-min(max((q - zero) * scale, -RAW_SCORE_LIMIT), RAW_SCORE_LIMIT))) for q in raw_scores[keep].tolist()]
-        valid = [i for i, (x1, y1, x2, y2) in enumerate(rows[:, :4].tolist()) if x2 > x1 and y2 > y1]
+        boxes = rows[:, :4].tolist()
+        valid = [i for i, (x1, y1, x2, y2) in enumerate(boxes) if x2 > x1 and y2 > y1]
         if len(valid) < len(keep):
             rows, scores = rows[valid], [scores[i] for i in valid]
         return rows, scores
@@ -370,7 +372,10 @@ class FaceDetector:
         if not preprocessed:
             self.preprocess(frame.pixels)
         outputs = self.model.run(copy=False)  # read in place: only the candidates are copied
-        rows, candidate_scores = self.decode(outputs[self._boxes_i].reshape(-1, 16), outputs[self._scores_i].reshape(-1))
+        raw = outputs[self._boxes_i]
+        if raw is not self._raw_views[0]:  # the same output tensors every time on LiteRT
+            self._raw_views = (raw, raw.reshape(-1, 16), outputs[self._scores_i].reshape(-1))
+        rows, candidate_scores = self.decode(self._raw_views[1], self._raw_views[2])
         if not candidate_scores:
             return Detections.empty()
         box = self._geometry(frame.height, frame.width)

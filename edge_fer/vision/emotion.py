@@ -103,6 +103,9 @@ class EmotionClassifier:
         self._lut = model.input.pixel_table(self.scale, self.offset)
         # the pipeline writes each face straight into the model's input tensor (zero copy)
         self._input = model.input_buffer()[0].reshape(h, w, self.channels)
+        # a uint8 input holding the pixel itself (scale 1/255 and zero point 0, or a float-free
+        # contract): the aligned face is warped straight into the tensor, no table needed
+        self._pixels_are_input = self._lut.dtype == np.uint8 and bool(np.array_equal(self._lut, np.arange(256)))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmotionClassifier:
@@ -184,12 +187,16 @@ class EmotionClassifier:
             # the outputs of all faces are turned into probabilities in one go.
             raw = np.empty((len(chosen), len(self.labels)), self.model.outputs[0].dtype)
             grey = self._input[:, :, 0]
+            direct = self._pixels_are_input and self.channels == 1
             for row, i in enumerate(chosen.tolist()):
-                crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
-                if self.channels == 3:
-                    cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
+                if direct:
+                    align_face(frame.pixels, tracks.boxes[i], tracks.keypoints[i], self.input_hw, self.margin, grey=True, dst=grey)
                 else:
-                    cv2.LUT(crop, self._lut, dst=grey)
+                    crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
+                    if self.channels == 3:
+                        cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
+                    else:
+                        cv2.LUT(crop, self._lut, dst=grey)
                 raw[row] = self.model.run(copy=False)[0].reshape(-1)
             probs = self._probabilities(raw)
         ids = tracks.ids[chosen].tolist()
