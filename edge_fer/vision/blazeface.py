@@ -116,42 +116,49 @@ def weighted_nms(
 
 
 def _weighted_nms_rows(
-    rows: np.ndarray, scores: np.ndarray | list[float], iou_threshold: float, max_out: int | None = None, min_width: float = 0.0
+    rows: np.ndarray,
+    scores: np.ndarray | list[float],
+    iou_threshold: float,
+    max_out: int | None = None,
+    min_width: float = 0.0,
+    boxes: list[list[float]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`weighted_nms` on ``(n, 4 + 2k)`` rows (box xyxy, then the keypoints flattened).
+    """`weighted_nms` on ``(n, 4 + 2k)`` rows (box xyxy, then the keypoints flattened);
+    `boxes` may give ``rows[:, :4]`` as lists already.
 
     The clustering runs on Python floats and all accepted clusters are merged by one matrix
     product: with a handful of candidates per face, numpy calls on tiny arrays would cost more
     than the arithmetic (and run with cold caches right after each model invoke)."""
     weight = scores.tolist() if isinstance(scores, np.ndarray) else list(scores)
     n = len(weight)
-    boxes = rows[:, :4].tolist()
+    if boxes is None:
+        boxes = rows[:, :4].tolist()
     areas = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes]
-    remaining = sorted(range(n), key=lambda i: -weight[i])  # stable: ties keep anchor order
-    clusters: list[list[int]] = []
-    while remaining and (max_out is None or len(clusters) < max_out):
+    remaining = sorted(range(n), key=weight.__getitem__, reverse=True)  # stable: ties keep anchor order
+    mix: list[list[float]] = []  # per accepted cluster: its members' normalised score weights
+    tops: list[float] = []
+    while remaining and (max_out is None or len(mix) < max_out):
         top = remaining[0]
         tx1, ty1, tx2, ty2 = boxes[top]
+        top_area = areas[top]
         members: list[int] = [top]
         rest: list[int] = []
         for i in remaining[1:]:
             x1, y1, x2, y2 = boxes[i]
             inter = max(0.0, min(tx2, x2) - max(tx1, x1)) * max(0.0, min(ty2, y2) - max(ty1, y1))
-            (members if inter / max(areas[top] + areas[i] - inter, 1e-12) > iou_threshold else rest).append(i)
+            (members if inter / max(top_area + areas[i] - inter, 1e-12) > iou_threshold else rest).append(i)
         remaining = rest
-        total = sum(weight[i] for i in members)
-        width = sum(weight[i] * (boxes[i][2] - boxes[i][0]) for i in members) / total
-        if width >= min_width:  # a dropped cluster does not count towards max_out
-            clusters.append(members)
-    if not clusters:
-        return rows[:0], np.zeros((0,), np.float32)
-    mix = [[0.0] * n for _ in clusters]  # row c: cluster c's normalised score weights
-    for c, members in enumerate(clusters):
-        total = sum(weight[i] for i in members)
+        total = sum([weight[i] for i in members])
+        if sum([weight[i] * (boxes[i][2] - boxes[i][0]) for i in members]) < min_width * total:
+            continue  # a cluster too narrow once merged is dropped and does not count
+        row = [0.0] * n
         for i in members:
-            mix[c][i] = weight[i] / total
-    merged = np.array(mix, np.float32) @ rows
-    return merged, np.array([weight[members[0]] for members in clusters], np.float32)
+            row[i] = weight[i] / total
+        mix.append(row)
+        tops.append(weight[top])
+    if not mix:
+        return rows[:0], np.zeros((0,), np.float32)
+    return np.array(mix, np.float32) @ rows, np.array(tops, np.float32)
 
 
 @dataclass(frozen=True)
@@ -338,14 +345,15 @@ class FaceDetector:
         cv2.LUT(rgb, self._lut, dst=self._input[rows, cols])
         return self._tensor
 
-    def decode(self, raw_boxes: np.ndarray, raw_scores: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    def decode(self, raw_boxes: np.ndarray, raw_scores: np.ndarray) -> tuple[np.ndarray, list[float], list[list[float]]]:
         """Raw model outputs (as the model gives them, quantized or not) ``(n, 16)``, ``(n,)``
         → for the anchors whose score passes the threshold and whose box has a width and a
         height: ``(m, 16)`` float32 rows of box ``x1, y1, x2, y2`` then 6 keypoints ``x, y``,
-        in normalised input coordinates, and their scores (sigmoid of the clipped logit)."""
+        in normalised input coordinates, their scores (sigmoid of the clipped logit), and
+        their boxes as lists (for the clustering)."""
         keep = np.flatnonzero(raw_scores > self._threshold_raw)
         if len(keep) == 0:
-            return np.zeros((0, 16), np.float32), []
+            return np.zeros((0, 16), np.float32), [], []
         rows = raw_boxes[keep] @ self._decode_matrix
         rows += self._decode_offsets[keep]
         scale, zero = self._scores_q
@@ -353,8 +361,8 @@ class FaceDetector:
         boxes = rows[:, :4].tolist()
         valid = [i for i, (x1, y1, x2, y2) in enumerate(boxes) if x2 > x1 and y2 > y1]
         if len(valid) < len(keep):
-            rows, scores = rows[valid], [scores[i] for i in valid]
-        return rows, scores
+            rows, scores, boxes = rows[valid], [scores[i] for i in valid], [boxes[i] for i in valid]
+        return rows, scores, boxes
 
     def detect(self, frame: Frame, *, preprocessed: bool = False) -> Detections:
         """Faces in `frame`, highest score first.
@@ -375,12 +383,13 @@ class FaceDetector:
         raw = outputs[self._boxes_i]
         if raw is not self._raw_views[0]:  # the same output tensors every time on LiteRT
             self._raw_views = (raw, raw.reshape(-1, 16), outputs[self._scores_i].reshape(-1))
-        rows, candidate_scores = self.decode(self._raw_views[1], self._raw_views[2])
+        rows, candidate_scores, boxes = self.decode(self._raw_views[1], self._raw_views[2])
         if not candidate_scores:
             return Detections.empty()
         box = self._geometry(frame.height, frame.width)
         # min_face_px is in frame pixels; the rows are still in normalised input units.
-        rows, scores = _weighted_nms_rows(rows, candidate_scores, self.nms_iou, self.max_faces, self.min_face_px / float(box.gain16[0]))
+        min_width = self.min_face_px / float(box.gain16[0])
+        rows, scores = _weighted_nms_rows(rows, candidate_scores, self.nms_iou, self.max_faces, min_width, boxes)
         if len(scores) == 0:
             return Detections.empty()
         rows *= box.gain16
