@@ -32,6 +32,10 @@ from edge_fer.types import Tracks
 
 logger = logging.getLogger(__name__)
 
+#: While paused, frames keep flowing (the watchdog sees a live camera) at about this interval;
+#: the camera's other frames are not decoded.
+PAUSED_FRAME_INTERVAL_S = 0.5
+
 
 def rss_mb() -> float:
     """Resident memory of this process (MB), from /proc when available, else the peak."""
@@ -145,6 +149,7 @@ class Runner:
             logger.info("paused by remote command")
         elif command.name == "resume":
             self.paused = False
+            self.capture.defer(0.0)  # decode the next frame again
             logger.info("resumed by remote command")
         elif command.name == "set":
             new = apply_set(self.settings, command.values)
@@ -239,6 +244,8 @@ class Runner:
                 timer.record("capture", (time.perf_counter() - wait_start) * 1000.0)
                 if self.paused:
                     self.notifier.frame_processed(time.monotonic(), "paused")  # frames still flow
+                    # ...but a few per second are enough for that: the others are not decoded
+                    self.capture.defer(time.monotonic() + PAUSED_FRAME_INTERVAL_S)
                     continue
                 frame_start = time.monotonic()
                 try:
@@ -266,6 +273,8 @@ class Runner:
                 self.notifier.frame_processed(now, f"{self.report.frames} frames")
                 rest = self.thermal.min_frame_interval_s(now) - (now - frame_start)
                 if rest > 0:
+                    # Frames arriving during the wait would be replaced: not worth decoding.
+                    self.capture.defer(now + rest)
                     self.stop_event.wait(rest)
         finally:
             summary, ended = self.pipeline.finish(last_t)

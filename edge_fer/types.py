@@ -13,6 +13,8 @@ import numpy as np
 
 
 def _check_shape(name: str, array: np.ndarray, shape: tuple[int | None, ...]) -> None:
+    if array.shape == shape:  # the usual case, checked first: this runs several times per frame
+        return
     if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
         raise ValueError(f"{name} must have shape {shape} (None = any), got {array.shape}")
 

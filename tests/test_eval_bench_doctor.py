@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -18,7 +20,7 @@ from edge_fer.vision import EmotionClassifier, FaceDetector
 from tests.conftest import edge_fer
 
 EVAL_KEYS = {"model", "n", "accuracy", "macro_f1", "per_class", "confusion", "ms_per_face"}
-BENCH_KEYS = {"fps", "frames", "faces_per_frame", "stages_ms", "rss_mb", "startup_s", "overhead_ratio", "raw_invoke_ms_per_frame"}
+BENCH_KEYS = {"fps", "frames", "faces_per_frame", "stages_ms", "rss_mb", "startup_s", "overhead_ratio", "raw_invoke_ms_per_frame", "models"}
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +91,12 @@ def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> N
     record = json.loads(result.stdout)
     assert set(record) >= BENCH_KEYS
     assert record["frames"] == 60 and record["faces_per_frame"] == pytest.approx(1.0)
-    assert {"detect", "classify", "capture"} <= set(record["stages_ms"])
-    assert record["invokes"]["detect"] == 60 and 0 < record["invokes"]["classify"] <= 60
+    assert list(record["stages_ms"]) == ["capture", "preprocess", "detect", "track", "landmarks", "classify", "temporal", "aggregate", "publish"]
+    models = record["models"]  # every model the pipeline runs, by the stage that runs it
+    assert models["detect"]["file"] == "face_detection_short_range.tflite" and models["detect"]["invokes"] == 60
+    assert models["classify"]["file"] == "edge_fer_emotion_int8.tflite" and 0 < models["classify"]["invokes"] <= 60
+    assert models["landmarks"]["file"] == "face_landmark.tflite" and models["landmarks"]["invokes"] > 0
+    assert set(record["raw_invoke_ms_per_frame"]) == set(models) == {"detect", "classify", "landmarks"}
     assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
 
 
@@ -106,6 +112,18 @@ def test_bench_reports_the_backend_of_each_model(run_env: dict[str, str], tmp_pa
     assert default["backend"] == {"detect": "cpu", "classify": "cpu", "landmarks": "cpu"} and default["runtime"].startswith("ai-edge-litert ")
 
 
+def test_bench_makes_the_five_face_clip_and_counts_five_faces(run_env: dict[str, str], tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = edge_fer(["bench", "--source", "five-faces", "--frames", "30", "--json"], {**run_env, "TMPDIR": str(scratch)}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["source"].startswith("five-faces") and record["detector"] == "blazeface_full"
+    assert record["faces_per_frame"] == pytest.approx(5.0, abs=0.2)
+    assert record["models"]["detect"]["file"] == "face_detection_full_range.tflite" and record["invokes"]["detect"] == 30
+    assert not list(scratch.iterdir())  # the clip lived only for the run
+
+
 def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> None:
     result = edge_fer(["doctor", "--source", "demo"], run_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -118,3 +136,14 @@ def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 1 and "[FAIL] backend" in result.stdout and "[FAIL] edge tpu" in result.stdout  # no Coral here
     result = edge_fer(["doctor", "--source", "v4l2:9"], run_env, tmp_path)
     assert result.returncode == 1 and "[FAIL] source v4l2:9" in result.stdout and "v4l2-ctl" in result.stdout
+
+
+def test_compare_fer_without_fer_says_how_to_install_it(tmp_path: Path) -> None:
+    """The fer library is never our dependency: without its environment the comparison script
+    explains how to make one and exits cleanly."""
+    script = Path(__file__).parents[1] / "benchmarks" / "compare_fer.py"
+    result = subprocess.run([sys.executable, str(script), "--fer-python", str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["fer"] is None and "pip install fer" in record["how"]
+    assert "python3 -m venv" in result.stderr

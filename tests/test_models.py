@@ -51,7 +51,9 @@ def test_resolve_verifies_hash(models_dir: Path, tmp_path: Path) -> None:
         models.resolve("blazeface_short", tmp_path)
     with pytest.raises(ModelError, match="not installed.*edge-fer models fetch"):
         models.resolve("blazeface_full", tmp_path)
-    with pytest.raises(ModelError, match="unknown detector 'nope'; known: blazeface_full, blazeface_short"):
+    with pytest.raises(
+        ModelError, match="unknown detector 'nope'; known: blazeface_full, blazeface_full_int8, blazeface_short, blazeface_short_int8"
+    ):
         models.resolve("nope", tmp_path, "detector")
 
 

@@ -187,11 +187,11 @@ def test_interpreter_failures_are_retried_and_reported(models_dir: Path, monkeyp
     model = pipeline.detector.model
     real_run, calls = model.run, {"n": 0}
 
-    def flaky_run(*inputs: object) -> object:
+    def flaky_run(*inputs: object, **options: object) -> object:
         calls["n"] += 1
         if 5 <= calls["n"] < 9:
             raise RuntimeError("Failed to invoke the Edge TPU")  # what the delegate raises when unplugged
-        return real_run(*inputs)  # type: ignore[arg-type]
+        return real_run(*inputs, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(model, "run", flaky_run)
     capture = CaptureThread(lambda: source_from_spec("demo", settings.source, models_dir), realtime=False)

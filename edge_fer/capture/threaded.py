@@ -38,6 +38,10 @@ class CaptureThread:
     - File sources with ``realtime=False`` deliver every frame, in order: the reader waits until
       the consumer took the previous frame, while already decoding the next one (decoding
       overlaps inference).
+    - A consumer that knows it will not take a frame before some time (a thermal frame-rate
+      cap, a pause) says so with `defer`: meanwhile a live source that can (``grab`` and
+      ``retrieve``, as OpenCV's) takes each frame off the device but decodes only the last
+      one to arrive before that time; the others would be replaced undecoded anyway.
     - At the end of a finite source: with `loop`, a new source is opened and time goes on
       (`Frame.t` and `Frame.index` keep increasing); without, `get` returns None once the last
       frame was taken and `finished` is True.
@@ -52,7 +56,8 @@ class CaptureThread:
     Attributes:
         state: ``"running"``, ``"reconnecting"``, ``"finished"`` or ``"failed"`` (gave up after
             `max_reopen_attempts`, or an internal error).
-        captured: frames handed to the slot; dropped: frames replaced before being taken;
+        captured: frames handed to the slot; dropped: frames replaced before being taken, or
+            skipped undecoded while the consumer deferred (`skipped` counts those alone);
             delivered: frames returned by `get`; reopens: recoveries after a failure;
             last_error: the message of the latest failure (None before any).
 
@@ -111,8 +116,10 @@ class CaptureThread:
         self.captured = 0
         self.dropped = 0
         self.delivered = 0
+        self.skipped = 0
         self.reopens = 0
         self.last_error: str | None = None
+        self._defer_until = 0.0  # clock time before which the consumer takes no frame
         # Reader-thread only.
         self._attempt = 0  # failed reopen attempts since the last frame
         self._recovering = False
@@ -172,6 +179,13 @@ class CaptureThread:
                     return None
                 self._cond.wait(min(remaining, _WAIT_SLICE_S))
 
+    def defer(self, until_s: float) -> None:
+        """Promise that `get` will not be called before `until_s` (on the `clock`; e.g. the
+        end of a thermal-cap wait): live frames that would be replaced before then are skipped
+        without decoding, where the source can."""
+        with self._cond:
+            self._defer_until = until_s
+
     def stats(self) -> dict[str, Any]:
         """Numbers for logs and `<prefix>/stats` (the name carries no credentials)."""
         with self._cond:
@@ -180,6 +194,7 @@ class CaptureThread:
                 "state": self.state,
                 "captured": self.captured,
                 "dropped": self.dropped,
+                "skipped": self.skipped,
                 "delivered": self.delivered,
                 "reopens": self.reopens,
                 "last_error": self.last_error,
@@ -253,7 +268,18 @@ class CaptureThread:
                     return
                 continue
             try:
-                frame = source.read()
+                if self._deferring(source):
+                    source.grab()  # type: ignore[attr-defined]
+                    if self._clock() + 1.0 / (source.nominal_fps or 20.0) < self._defer_until:
+                        # the next frame also arrives before anyone wants one: this one would be
+                        # replaced, so it is not decoded
+                        with self._cond:
+                            self.dropped += 1
+                            self.skipped += 1
+                        continue
+                    frame = source.retrieve()  # type: ignore[attr-defined]
+                else:
+                    frame = source.read()
                 if frame is None:
                     if not self._end_of_source():
                         return
@@ -261,6 +287,11 @@ class CaptureThread:
                 self._deliver(self._continue_timeline(frame))
             except Exception as exc:  # noqa: BLE001 - any failure of a device, decoder or this loop → reopen
                 self._fail(exc)
+
+    def _deferring(self, source: FrameSource) -> bool:
+        """The consumer deferred and the live source can grab without decoding: each frame is
+        then grabbed, and decoded only if it is the last to arrive before the deferral ends."""
+        return self.live and self._clock() < self._defer_until and callable(getattr(source, "grab", None))
 
     def _continue_timeline(self, frame: Frame) -> Frame:
         """Make `Frame.index` (and `Frame.t` of files) run on across loops and reopens."""

@@ -48,6 +48,22 @@ class TensorInfo:
         q = np.round(x / self.scale + self.zero_point)
         return np.clip(q, info.min, info.max).astype(self.dtype)
 
+    def pixel_table(self, scale: float, offset: float) -> np.ndarray:
+        """``(256,)`` table of this tensor's value for each uint8 pixel level ``p``: ``p * scale
+        + offset``, quantized when the tensor is int8/uint8. A stage applies it with one
+        ``cv2.LUT`` instead of per-pixel arithmetic.
+
+        Quantization rounds half up, computed in float64: with BlazeFace's ``[-1, 1]`` every
+        level falls exactly between two codes, and float32 noise would otherwise round some
+        up and some down, merging neighbouring levels (239 codes for 256 levels instead of 256).
+        """
+        levels = np.arange(256, dtype=np.float64) * scale + offset
+        if not self.quantized:
+            return levels.astype(self.dtype)
+        info = np.iinfo(self.dtype)
+        q = np.floor(levels / self.scale + self.zero_point + 0.5 + 1e-3)
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         if not self.quantized:
             return q.astype(np.float32, copy=False)
@@ -152,10 +168,22 @@ class Model(ABC):
         self.invoke_count = 0
         self.invoke_s_total = 0.0
         self.last_invoke_s = 0.0
+        #: What `run()` without arguments reads; back-ends set them once `inputs` are known
+        #: (`_private_buffers`, or the runtime's own tensor memory: zero copy).
+        self._buffers: list[np.ndarray] = []
+
+    def _private_buffers(self) -> list[np.ndarray]:
+        return [np.zeros(info.shape, info.dtype) for info in self.inputs]
 
     @property
     def input(self) -> TensorInfo:
         return self.inputs[0]
+
+    def input_buffer(self, i: int = 0) -> np.ndarray:
+        """The array that input `i` is read from at the next `run()` without arguments: a stage
+        on the hot path writes its input here (same shape and dtype as the tensor) so that
+        nothing is copied; with LiteRT it is the interpreter's own tensor memory."""
+        return self._buffers[i]
 
     @property
     def provider(self) -> str:
@@ -173,11 +201,12 @@ class Model(ABC):
         return self.backend
 
     @abstractmethod
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Set the inputs (NHWC arrays of each `inputs` tensor's dtype and shape), infer, and
-        return the outputs in `outputs` order, valid at least until the next `run` (a back-end
-        may hand out its own output buffers). The raw inference time is added to
-        `invoke_s_total`."""
+    def run(self, *inputs: np.ndarray, copy: bool = True) -> list[np.ndarray]:
+        """Infer on `inputs` (NHWC arrays of each `inputs` tensor's dtype and shape; none: what
+        was written into `input_buffer`) and return the outputs in `outputs` order: arrays the
+        caller may keep, or with ``copy=False`` possibly the back-end's own output buffers,
+        valid only until the next `run` (for a caller that reads them at once). Only the
+        inference itself is timed (`invoke_s_total`, for the overhead ratio)."""
 
     def _timed(self, start_s: float) -> None:
         self.last_invoke_s = time.perf_counter() - start_s

@@ -108,6 +108,23 @@ class LiteRTModel(Model):
             raise ModelError(f"{path} is not a loadable TFLite model: {exc}") from exc
         self.path = path
         self.inputs, self.outputs = tensor_details(self._interpreter)
+        self._buffers, self._invoke = self._input_buffers()
+        # Output views for `run(copy=False)`, under the same guarantee as the input views.
+        self._output_views = [self._interpreter.tensor(o.index)() for o in self.outputs] if self._invoke is not None else None
+
+    def _input_buffers(self) -> tuple[list[np.ndarray], Any]:
+        """Zero-copy input: numpy views of the interpreter's own input tensors, and its raw
+        ``Invoke``. The Python wrapper's ``invoke()`` refuses to run while such a view exists
+        (it guards against `allocate_tensors` moving the memory); this class never allocates
+        again after loading, so the views stay valid for the model's life. Runtimes without
+        the raw call get private buffers, copied in by ``set_tensor`` at each run."""
+        raw = getattr(self._interpreter, "_interpreter", None)
+        if raw is not None and callable(getattr(raw, "Invoke", None)):
+            views = [self._interpreter.tensor(info.index)() for info in self.inputs]
+            if all(v.shape == info.shape and v.dtype == info.dtype and v.flags.writeable for v, info in zip(views, self.inputs)):
+                return views, raw.Invoke
+            del views
+        return self._private_buffers(), None
 
     @property
     def provider(self) -> str:
@@ -117,10 +134,19 @@ class LiteRTModel(Model):
     def runtime(self) -> str:
         return runtime_name()
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        for info, x in zip(self.inputs, inputs):
-            self._interpreter.set_tensor(info.index, x)
-        start = time.perf_counter()
-        self._interpreter.invoke()
+    def run(self, *inputs: np.ndarray, copy: bool = True) -> list[np.ndarray]:
+        for buffer, x in zip(self._buffers, inputs):
+            if x is not buffer:
+                np.copyto(buffer, x, casting="no")
+        if self._invoke is None:
+            for info, buffer in zip(self.inputs, self._buffers):
+                self._interpreter.set_tensor(info.index, buffer)
+            start = time.perf_counter()
+            self._interpreter.invoke()
+        else:
+            start = time.perf_counter()
+            self._invoke()
         self._timed(start)
+        if not copy and self._output_views is not None:
+            return list(self._output_views)
         return [self._interpreter.get_tensor(o.index) for o in self.outputs]

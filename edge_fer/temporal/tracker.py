@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,62 +74,98 @@ class Tracker:
             raise ValueError(f"time went backwards: {t} < {self._last_t}")
         self._last_t = t
         dets = detections if detections is not None else Detections.empty()
-        matched_tracks, matched_dets = self._match(dets)
+        pairs = self._match(dets.boxes) if self._tracks and len(dets) else []
         seen_ids: set[int] = set()
-        for ti, di in zip(matched_tracks, matched_dets):
+        matched_dets: set[int] = set()
+        for ti, di in pairs:
             state = self._tracks[ti]
-            state.box, state.keypoints = dets.boxes[di].copy(), dets.keypoints[di].copy()
+            # Detections are never modified after they are made: a view is as good as a copy.
+            state.box, state.keypoints = dets.boxes[di], dets.keypoints[di]
             state.last_seen, state.hits = t, state.hits + 1
             seen_ids.add(state.id)
-        for di in sorted(set(range(len(dets))) - set(matched_dets)):
-            state = _State(next(self._ids), dets.boxes[di].copy(), dets.keypoints[di].copy(), t, t, 1)
-            self._tracks.append(state)
-            seen_ids.add(state.id)
+            matched_dets.add(di)
+        for di in range(len(dets)):
+            if di not in matched_dets:
+                state = _State(next(self._ids), dets.boxes[di], dets.keypoints[di], t, t, 1)
+                self._tracks.append(state)
+                seen_ids.add(state.id)
         ended = tuple(s.id for s in self._tracks if t - s.last_seen > self.max_missed_s)
-        self._tracks = [s for s in self._tracks if s.id not in ended]
+        if ended:
+            self._tracks = [s for s in self._tracks if s.id not in ended]
         return self._snapshot(seen_ids, ended)
 
-    def _match(self, dets: Detections) -> tuple[list[int], list[int]]:
-        if not self._tracks or len(dets) == 0:
-            return [], []
-        boxes = np.stack([s.box for s in self._tracks])
-        score = iou_matrix(boxes, dets.boxes)
+    def _scores(self, boxes: np.ndarray) -> list[tuple[float, int, int]]:
+        """``(score, track, detection)`` of every pair that may match: IoU at or above
+        `iou_threshold`, else (with the centroid fallback) a score below any IoU match that
+        grows as the centres get closer, within `centroid_factor` of the track's diagonal.
+
+        Plain float arithmetic: for the handful of faces of a frame it is several times
+        cheaper than numpy calls on tiny arrays; `_scores_vectorised` takes over for crowds."""
+        if len(self._tracks) * len(boxes) > 64:
+            return self._scores_vectorised(boxes)
+        out = []
+        threshold, factor = self.iou_threshold, self.centroid_factor
+        dets = boxes.tolist()
+        for ti, state in enumerate(self._tracks):
+            ax1, ay1, ax2, ay2 = state.box.tolist()
+            area_a = (ax2 - ax1) * (ay2 - ay1)
+            diag = math.hypot(ax2 - ax1, ay2 - ay1)
+            acx, acy = (ax1 + ax2) / 2, (ay1 + ay2) / 2
+            for di, (bx1, by1, bx2, by2) in enumerate(dets):
+                inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+                union = area_a + (bx2 - bx1) * (by2 - by1) - inter
+                iou = inter / max(union, 1e-9) if union > 0 else 0.0
+                if iou >= threshold:
+                    out.append((iou, ti, di))
+                elif factor > 0:
+                    dist = math.hypot((bx1 + bx2) / 2 - acx, (by1 + by2) / 2 - acy)
+                    if dist < factor * diag:
+                        out.append((threshold * 0.5 * (1 - dist / max(diag, 1e-6)), ti, di))
+        return out
+
+    def _scores_vectorised(self, boxes: np.ndarray) -> list[tuple[float, int, int]]:
+        """`_scores` for many tracks and faces at once (the same rule, with numpy)."""
+        tracks = np.stack([s.box for s in self._tracks]).astype(np.float64)
+        dets = boxes.astype(np.float64)
+        iou = iou_matrix(tracks, dets).astype(np.float64)
+        score = np.where(iou >= self.iou_threshold, iou, 0.0)
         if self.centroid_factor > 0:
-            ct = (boxes[:, :2] + boxes[:, 2:]) / 2
-            cd = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
+            ct = (tracks[:, :2] + tracks[:, 2:]) / 2
+            cd = (dets[:, :2] + dets[:, 2:]) / 2
             dist = np.linalg.norm(ct[:, None] - cd[None], axis=2)
-            diag = np.linalg.norm(boxes[:, 2:] - boxes[:, :2], axis=1)[:, None]
-            near = dist < self.centroid_factor * diag
-            # A centroid-only match ranks below any IoU match, closer first.
-            fallback = np.where(near, self.iou_threshold * 0.5 * (1 - dist / np.maximum(diag, 1e-6)), 0.0)
-            score = np.where(score >= self.iou_threshold, score, np.maximum(fallback, 0.0))
-        tracks: list[int] = []
-        detections: list[int] = []
-        # Greedy assignment by descending score: optimal enough for the handful of faces per frame.
-        order = np.dstack(np.unravel_index(np.argsort(-score, axis=None), score.shape))[0]
+            diag = np.linalg.norm(tracks[:, 2:] - tracks[:, :2], axis=1)[:, None]
+            fallback = np.where(dist < self.centroid_factor * diag, self.iou_threshold * 0.5 * (1 - dist / np.maximum(diag, 1e-6)), 0.0)
+            score = np.where(iou >= self.iou_threshold, iou, np.maximum(fallback, 0.0))
+        ti, di = np.nonzero(score > 0)
+        return list(zip(score[ti, di].tolist(), ti.tolist(), di.tolist()))
+
+    def _match(self, boxes: np.ndarray) -> list[tuple[int, int]]:
+        """Greedy assignment by descending score (ties: earlier track, then earlier detection):
+        optimal enough for the handful of faces per frame."""
         used_t: set[int] = set()
         used_d: set[int] = set()
-        for ti, di in order:
-            if score[ti, di] <= 0:
+        pairs = []
+        for score, ti, di in sorted(self._scores(boxes), key=lambda p: (-p[0], p[1], p[2])):
+            if score <= 0:
                 break
             if ti in used_t or di in used_d:
                 continue
-            used_t.add(int(ti))
-            used_d.add(int(di))
-            tracks.append(int(ti))
-            detections.append(int(di))
-        return tracks, detections
+            used_t.add(ti)
+            used_d.add(di)
+            pairs.append((ti, di))
+        return pairs
 
     def _snapshot(self, seen_ids: set[int], ended: tuple[int, ...]) -> Tracks:
-        if not self._tracks:
+        tracks = self._tracks
+        if not tracks:
             return Tracks.empty(ended=ended)
         return Tracks(
-            ids=np.array([s.id for s in self._tracks], np.int64),
-            boxes=np.stack([s.box for s in self._tracks]).astype(np.float32),
-            keypoints=np.stack([s.keypoints for s in self._tracks]).astype(np.float32),
-            first_seen=np.array([s.first_seen for s in self._tracks], np.float64),
-            hits=np.array([s.hits for s in self._tracks], np.int64),
-            seen=np.array([s.id in seen_ids for s in self._tracks], bool),
+            ids=np.array([s.id for s in tracks], np.int64),
+            boxes=np.array([s.box for s in tracks], np.float32),
+            keypoints=np.array([s.keypoints for s in tracks], np.float32),
+            first_seen=np.array([s.first_seen for s in tracks], np.float64),
+            hits=np.array([s.hits for s in tracks], np.int64),
+            seen=np.array([s.id in seen_ids for s in tracks], bool),
             ended=ended,
         )
 

@@ -83,11 +83,19 @@ ALIASES: dict[str, str] = {
 def circumplex_matrix(labels: Sequence[str]) -> np.ndarray:
     """``(k, 2)`` coordinates for `labels` (case-insensitive, with `ALIASES`); a label with no
     place on the circumplex (e.g. ``unknown``) sits at the origin and so only dilutes."""
+    return _circumplex(tuple(labels)).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _circumplex(labels: tuple[str, ...]) -> np.ndarray:
+    """`circumplex_matrix`, built once per label set (read-only: the pipeline asks per face)."""
     rows = []
     for label in labels:
         key = label.strip().lower()
         rows.append(CIRCUMPLEX.get(ALIASES.get(key, key), (0.0, 0.0)))
-    return np.array(rows, np.float32).reshape(len(rows), 2)
+    matrix = np.array(rows, np.float32).reshape(len(rows), 2)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def valence_arousal_batch(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -99,7 +107,7 @@ def valence_arousal_batch(probs: np.ndarray, labels: Sequence[str]) -> np.ndarra
     probs = np.asarray(probs, np.float32)
     if probs.ndim != 2 or probs.shape[1] != len(labels):
         raise ValueError(f"probs must have shape (n, {len(labels)}) for {len(labels)} labels, got {probs.shape}")
-    return np.clip(probs @ circumplex_matrix(labels), -1.0, 1.0)
+    return np.clip(probs @ _circumplex(tuple(labels)), -1.0, 1.0)
 
 
 def valence_arousal(probs: np.ndarray, labels: Sequence[str]) -> tuple[float, float]:
@@ -112,8 +120,8 @@ def valence_arousal(probs: np.ndarray, labels: Sequence[str]) -> tuple[float, fl
     probs = np.asarray(probs, np.float32)
     if probs.shape != (len(labels),):
         raise ValueError(f"probs must have shape ({len(labels)},) for {len(labels)} labels, got {probs.shape}")
-    va = valence_arousal_batch(probs[None], labels)[0]
-    return float(va[0]), float(va[1])
+    valence, arousal = (probs @ _circumplex(tuple(labels))).tolist()
+    return min(max(valence, -1.0), 1.0), min(max(arousal, -1.0), 1.0)
 
 
 @functools.lru_cache(maxsize=16)
@@ -153,8 +161,3 @@ def affect(probs: np.ndarray, labels: Sequence[str], action_units: Mapping[str, 
             va = (1 - AU_WEIGHT) * va + AU_WEIGHT * (scores / total) @ points
     valence, arousal = np.clip(va, -1.0, 1.0)
     return float(valence), float(arousal)
-
-
-@functools.lru_cache(maxsize=16)
-def _circumplex(labels: tuple[str, ...]) -> np.ndarray:
-    return circumplex_matrix(labels)

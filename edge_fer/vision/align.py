@@ -58,25 +58,46 @@ def alignment_matrix(box: np.ndarray, keypoints: np.ndarray, out_size: tuple[int
 
 
 def _shrink_region(frame_pixels: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], shrink: float) -> tuple[np.ndarray, np.ndarray]:
-    """The frame region under the crop, area-resized by 1/`shrink`, and the warp matrix that
-    maps *it* (instead of the frame) to the crop. Only the region is touched, never the frame."""
+    """The frame region under the crop, averaged down by 2x2 blocks until less than 2 frame
+    pixels fall on one crop pixel, and the warp matrix that maps *it* (instead of the frame) to
+    the crop. Only the region is touched, never the frame. Exact halvings take OpenCV's fast
+    area path (~15 µs for a 250-pixel face, against ~130 µs for a fractional area resize); the
+    geometry is plain float arithmetic on the six matrix entries (numpy calls on 2x3 arrays
+    would cost more than the pixels)."""
     h, w = out_size
-    inverse = cv2.invertAffineTransform(matrix)
-    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [-0.5, h - 0.5, 1], [w - 0.5, h - 0.5, 1]])
-    xs, ys = inverse @ corners.T
+    (a, b, c), (d, e, f) = matrix.tolist()
+    det = a * e - b * d
+    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det  # inverse: crop → frame
+    ic, if_ = -(ia * c + ib * f), -(id_ * c + ie * f)
+    xs = [ia * u + ib * v + ic for u, v in ((-0.5, -0.5), (w - 0.5, -0.5), (-0.5, h - 0.5), (w - 0.5, h - 0.5))]
+    ys = [id_ * u + ie * v + if_ for u, v in ((-0.5, -0.5), (w - 0.5, -0.5), (-0.5, h - 0.5), (w - 0.5, h - 0.5))]
     frame_h, frame_w = frame_pixels.shape[:2]
-    x0, x1 = max(0, math.floor(xs.min())), min(frame_w, math.ceil(xs.max()) + 1)
-    y0, y1 = max(0, math.floor(ys.min())), min(frame_h, math.ceil(ys.max()) + 1)
-    if x1 - x0 < 2 or y1 - y0 < 2:  # the crop lies outside the frame: nothing to average
+    halvings = int(math.floor(math.log2(shrink)))
+    block = 1 << halvings
+    x0, x1 = _block_span(math.floor(min(xs)), math.ceil(max(xs)) + 1, frame_w, block)
+    y0, y1 = _block_span(math.floor(min(ys)), math.ceil(max(ys)) + 1, frame_h, block)
+    if x1 - x0 < 2 * block or y1 - y0 < 2 * block:  # the crop lies (nearly) outside the frame
         return frame_pixels, matrix
-    rw, rh = max(1, round((x1 - x0) / shrink)), max(1, round((y1 - y0) / shrink))
-    small = cv2.resize(frame_pixels[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
-    # small pixel i covers frame pixels [x0 + i*fx, x0 + (i+1)*fx): its centre is frame index
-    # x0 + (i + 0.5) * fx - 0.5.
-    fx, fy = (x1 - x0) / rw, (y1 - y0) / rh
-    to_frame = np.array([[fx, 0.0, x0 + 0.5 * fx - 0.5], [0.0, fy, y0 + 0.5 * fy - 0.5]])
-    composed = np.hstack([matrix[:, :2] @ to_frame[:, :2], (matrix[:, :2] @ to_frame[:, 2] + matrix[:, 2])[:, None]])
+    small = frame_pixels[y0:y1, x0:x1]
+    for _ in range(halvings):
+        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    # small pixel i covers frame pixels [x0 + i*block, x0 + (i+1)*block): its centre is frame
+    # index x0 + (i + 0.5) * block - 0.5; compose that with the frame → crop matrix.
+    tx, ty = x0 + 0.5 * block - 0.5, y0 + 0.5 * block - 0.5
+    composed = np.array([[a * block, b * block, a * tx + b * ty + c], [d * block, e * block, d * tx + e * ty + f]])
     return small, composed
+
+
+def _block_span(start: int, stop: int, limit: int, block: int) -> tuple[int, int]:
+    """``[start, stop)`` clipped to ``[0, limit)`` and widened to a multiple of `block` (moved
+    back inside the frame if needed; shortened only when the frame itself is too small)."""
+    start, stop = max(0, start), min(limit, stop)
+    need = -(-(stop - start) // block) * block
+    stop = min(limit, start + need)
+    start = max(0, stop - need)
+    if stop - start < need:
+        stop = start + (stop - start) // block * block
+    return start, stop
 
 
 def align_face(
@@ -86,12 +107,13 @@ def align_face(
     out_size: tuple[int, int],
     margin: float = DEFAULT_MARGIN,
     grey: bool = True,
+    dst: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rotate so the eyes are level and crop a square of ``max(w, h) * (1 + margin)`` around
     the box centre in one `cv2.warpAffine` straight to `out_size` (bilinear; the border is
     replicated, so a face cut by the frame edge is padded with its own edge pixels). When the
-    face is at least twice the output size, only its region of the frame is first
-    area-averaged down to about the output scale, which avoids aliasing.
+    face is at least twice the output size, only its region of the frame is first averaged
+    down by 2x2 blocks to within 2x of the output scale, which avoids aliasing.
 
     Args:
         frame_pixels: ``(H, W, 3)`` BGR frame (or ``(H, W)`` grey).
@@ -100,6 +122,8 @@ def align_face(
         out_size: output ``(height, width)`` in pixels.
         margin: border added around the box, as a fraction of its larger side (>= 0).
         grey: return ``(h, w)`` grey instead of ``(h, w, 3)`` BGR.
+        dst: optional uint8 array of the output's shape to write into (e.g. a model's input
+            tensor); it is returned.
 
     Returns:
         uint8 ``(h, w)`` or ``(h, w, 3)``.
@@ -118,14 +142,15 @@ def align_face(
     source = frame_pixels
     if shrink >= 2.0:
         # Bilinear sampling aliases when it shrinks a lot (a 300 px face to 64 px): the face's
-        # region is first area-averaged down to about the output scale, then warped ~1:1.
+        # region is first averaged down to within 2x of the output scale, then warped.
         source, matrix = _shrink_region(frame_pixels, matrix, out_size, shrink)
+    if grey and source.ndim == 3 and source is not frame_pixels:
+        # grey before the warp when the region is small already: a 1-channel warp costs half
+        source = cv2.cvtColor(source, cv2.COLOR_BGR2GRAY)
+    if (source.ndim == 2) == grey:  # already the output's channels: warp straight into dst
+        return cv2.warpAffine(source, matrix, (w, h), dst=dst, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     warped = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if grey and warped.ndim == 3:
-        return cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY)
-    if not grey and warped.ndim == 2:
-        return cv2.cvtColor(warped, cv2.COLOR_GRAY2BGR)
-    return warped
+    return cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY if grey else cv2.COLOR_GRAY2BGR, dst=dst)
 
 
 def crop_for_model(crop: np.ndarray, out_size: tuple[int, int], channels: int) -> np.ndarray:

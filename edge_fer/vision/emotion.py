@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from edge_fer.calibration import apply_temperature
@@ -98,6 +99,13 @@ class EmotionClassifier:
         self.model = model
         self.name = name
         self._batch = int(shape[0])
+        # pixel level → model input (``pixel * scale + offset``, quantized for int8/uint8 inputs)
+        self._lut = model.input.pixel_table(self.scale, self.offset)
+        # the pipeline writes each face straight into the model's input tensor (zero copy)
+        self._input = model.input_buffer()[0].reshape(h, w, self.channels)
+        # a uint8 input holding the pixel itself (scale 1/255 and zero point 0, or a float-free
+        # contract): the aligned face is warped straight into the tensor, no table needed
+        self._pixels_are_input = self._lut.dtype == np.uint8 and bool(np.array_equal(self._lut, np.arange(256)))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmotionClassifier:
@@ -116,11 +124,29 @@ class EmotionClassifier:
 
     def preprocess(self, crop: np.ndarray) -> np.ndarray:
         """One face crop (grey or BGR, any size) → the model's input tensor ``(1, H, W, C)``:
-        `crop_for_model`, then ``pixel * scale + offset``, then quantized when the input is
-        int8/uint8. The only path to the model, for the pipeline and for eval alike."""
+        `crop_for_model`, then ``pixel * scale + offset``, quantized when the input is
+        int8/uint8 (one table look-up per pixel). The only path to the model, for the pipeline
+        and for eval alike."""
         pixels = crop_for_model(crop, self.input_hw, self.channels)
-        x = pixels[None].astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
-        return self.model.input.quantize(x)
+        return cv2.LUT(pixels, self._lut).reshape(1, *self.input_hw, self.channels)
+
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """``(n, k)`` raw model outputs (quantized or not) → probabilities: softmax of the
+        dequantized logits, or the model's probabilities renormalised, temperature applied."""
+        output = self.model.outputs[0]
+        if self.output_kind == "logits":
+            probs = softmax(output.dequantize(raw))
+        else:
+            # Quantized probabilities need not sum to exactly 1; the scale cancels out in the
+            # renormalisation, so only the zero point is removed.
+            probs = raw.astype(np.float32)
+            if output.quantized and output.zero_point:
+                probs -= np.float32(output.zero_point)
+            np.maximum(probs, 0.0, out=probs)
+            probs /= np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
+        if self.temperature == 1.0:
+            return probs.astype(np.float32, copy=False)
+        return np.asarray(apply_temperature(probs.astype(np.float32, copy=False), self.temperature), np.float32)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """``(n, H, W, C)`` input tensors → ``(n, k)`` probabilities, run in chunks of the
@@ -132,14 +158,8 @@ class EmotionClassifier:
             if len(chunk) < batch:  # a fixed-batch model: pad the last chunk
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
             raw = self.model.run(chunk)[0]
-            rows.append(self.model.outputs[0].dequantize(raw).reshape(batch, k)[: min(batch, n - start)])
-        scores = np.concatenate(rows)
-        if self.output_kind == "logits":
-            probs = softmax(scores)
-        else:  # dequantized int8 probabilities need not sum to exactly 1
-            probs = np.clip(scores, 0.0, None)
-            probs = probs / np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
-        return np.asarray(apply_temperature(probs.astype(np.float32), self.temperature), np.float32)
+            rows.append(raw.reshape(batch, k)[: min(batch, n - start)])
+        return self._probabilities(np.concatenate(rows))
 
     def classify(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, np.ndarray]:
         """Probabilities for some of the tracks in `frame`.
@@ -156,11 +176,31 @@ class EmotionClassifier:
         mask = tracks.seen if which is None else np.asarray(which, bool)
         if mask.shape != (len(tracks),):
             raise ValueError(f"which must be a bool mask of shape ({len(tracks)},), got {mask.shape}")
-        out: dict[int, np.ndarray] = {}
-        for i in np.flatnonzero(mask):
-            crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
-            out[int(tracks.ids[i])] = self._infer(self.preprocess(crop))[0]
-        return out
+        chosen = np.flatnonzero(mask)
+        if len(chosen) == 0:
+            return {}
+        if self._batch != 1:
+            crops = [self.align(frame, tracks.boxes[i], tracks.keypoints[i]) for i in chosen]
+            probs = self._infer(np.concatenate([self.preprocess(c) for c in crops]))
+        else:
+            # Each aligned crop goes through the look-up table straight into the input tensor;
+            # the outputs of all faces are turned into probabilities in one go.
+            raw = np.empty((len(chosen), len(self.labels)), self.model.outputs[0].dtype)
+            grey = self._input[:, :, 0]
+            direct = self._pixels_are_input and self.channels == 1
+            for row, i in enumerate(chosen.tolist()):
+                if direct:
+                    align_face(frame.pixels, tracks.boxes[i], tracks.keypoints[i], self.input_hw, self.margin, grey=True, dst=grey)
+                else:
+                    crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
+                    if self.channels == 3:
+                        cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
+                    else:
+                        cv2.LUT(crop, self._lut, dst=grey)
+                raw[row] = self.model.run(copy=False)[0].reshape(-1)
+            probs = self._probabilities(raw)
+        ids = tracks.ids[chosen].tolist()
+        return {track_id: probs[row] for row, track_id in enumerate(ids)}
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """``(n, k)`` float32 probabilities for face crops of any size, grey or BGR (e.g.

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge_fer.capture import CaptureThread, FrameSource, SourceBase, source_from_spec
+from edge_fer.capture.opencv import OpenCVSource
 from edge_fer.config import SourceConfig
 from edge_fer.errors import SourceError
 from edge_fer.types import Frame
@@ -118,6 +119,68 @@ def test_live_source_keeps_only_the_newest_frame_and_counts_drops() -> None:
         frame = capture.get(timeout_s=5)
         assert frame is not None and frame.index == 5 and capture.dropped == 4
     assert stop.is_set()
+
+
+class GrabbingCamera(GatedCamera):
+    """A camera that takes a frame off the device (`grab`) apart from decoding it
+    (`retrieve`), as OpenCV's cameras and streams do."""
+
+    nominal_fps = 30.0
+
+    def __init__(self, stop: threading.Event, clock: dict[str, float]) -> None:
+        super().__init__(stop)
+        self.clock = clock
+        self.decoded = 0
+        self.grabbed: int | None = None
+
+    def grab(self) -> None:
+        while not self.gate.acquire(timeout=0.05):
+            if self.stop.is_set():
+                raise SourceError("stopped")
+        self.grabbed, self.index = self.index, self.index + 1
+        self.clock["now"] += 1 / 30  # each frame arrives one interval later
+
+    def retrieve(self) -> Frame:
+        assert self.grabbed is not None
+        self.decoded += 1
+        return Frame(np.full((8, 8, 3), self.grabbed % 256, np.uint8), time.monotonic(), self.grabbed)
+
+
+def test_frames_arriving_while_the_consumer_defers_are_not_decoded() -> None:
+    """A consumer waiting on purpose (thermal cap, pause) says until when: the camera's frames
+    that would be replaced before then are grabbed but not decoded, counted as dropped; the last
+    one to arrive before that time is decoded and handed over."""
+    stop = threading.Event()
+    clock = {"now": 100.0}
+    camera = GrabbingCamera(stop, clock)
+    capture = CaptureThread(lambda: camera, stop_event=stop, clock=lambda: clock["now"])
+    capture.defer(100.19)  # frames arrive at 100 + k/30: the 5th (100.167) is the last before
+    with capture:
+        camera.gate.release(5)
+        frame = capture.get(timeout_s=5)
+        assert frame is not None and frame.index == 4 and camera.decoded == 1
+        assert capture.skipped == 4 and capture.dropped == 4 and capture.captured == 1
+        assert capture.stats()["skipped"] == 4
+        camera.gate.release(1)  # the deferral is over (100.2): frames are decoded as they come
+        frame = capture.get(timeout_s=5)
+        assert frame is not None and frame.index == 5 and capture.skipped == 4
+
+
+def test_an_opencv_camera_grabs_without_decoding(models_dir: Path) -> None:
+    """The real OpenCV source: `grab` takes frames without decoding, `retrieve` decodes the last
+    one, and the index counts the frames that were never decoded."""
+    source = OpenCVSource(str(models_dir / "single_face.mp4"), SourceConfig(), live=True, name="as-camera")
+    with source:
+        first = source.read()
+        source.grab()
+        source.grab()
+        third = source.retrieve()
+        with pytest.raises(SourceError, match="nothing grabbed"):
+            source.retrieve()
+    assert first is not None and first.pixels.shape == third.pixels.shape == (360, 640, 3)
+    assert (first.index, third.index) == (0, 2)
+    with pytest.raises(SourceError, match="not open"):
+        source.grab()
 
 
 def test_realtime_file_is_paced_at_its_own_frame_rate(models_dir: Path) -> None:

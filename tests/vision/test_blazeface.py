@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 from pathlib import Path
 
 import cv2
@@ -15,10 +15,11 @@ from edge_fer.runtime import Model, load_model
 from edge_fer.types import Detections, Frame
 from edge_fer.vision.blazeface import VARIANTS, FaceDetector, generate_anchors, weighted_nms
 
-# Faces of multi_face.jpg (xyxy, frame pixels) as found by the full-range model, checked by eye
-# on a drawing of the boxes; scores of a reference decoder are 0.8-0.95.
-GROUP_FACES = np.array([[516, 317, 631, 432], [672, 301, 786, 415], [430, 222, 516, 307], [209, 68, 323, 182], [309, 244, 421, 357]], np.float32)
-PORTRAIT_FACE = np.array([162, 174, 379, 391], np.float32)
+# Faces of the photos (xyxy, frame pixels) as found by the full-range model, checked by eye on a
+# drawing of the boxes; scores of a reference decoder are 0.8-0.95 on the group photo.
+FACE_BOXES = json.loads((Path(__file__).parents[1] / "data" / "face_boxes.json").read_text())
+GROUP_FACES = np.array(FACE_BOXES["multi_face.jpg"], np.float32)
+PORTRAIT_FACE = np.array(FACE_BOXES["single_face.jpg"][0], np.float32)
 MODEL_FILES = {"short": "face_detection_short_range.tflite", "full": "face_detection_full_range.tflite"}
 
 
@@ -193,34 +194,6 @@ def test_weighted_nms_matches_mediapipe_on_random_clusters() -> None:
         np.testing.assert_allclose(got_k[i], kp, atol=1e-5)
         assert got_s[i] == pytest.approx(score)
     assert len(weighted_nms(boxes, scores, kps, 0.3, max_out=2)[0]) == 2
-
-
-class QuantizedBlazeFace:
-    """The float model behind full-integer int8 tensors, as a future quantized detector would
-    present itself: the detector must quantize its input and dequantize the outputs."""
-
-    def __init__(self, model: Model) -> None:
-        self._model = model
-        self.path = model.path
-        self.input = replace(model.input, dtype=np.dtype(np.int8), scale=1 / 128, zero_point=0)
-        # scales wide enough for the raw regressors (input pixels) and logits
-        self.outputs = [
-            replace(o, dtype=np.dtype(np.int8), scale=2.0 if o.shape[-1] == 16 else 0.5, zero_point=-10 if o.shape[-1] == 1 else 0)
-            for o in model.outputs
-        ]
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        assert x.dtype == np.int8, "the detector must quantize the input"
-        raw = self._model.run(self.input.dequantize(x))
-        return [info.quantize(r) for info, r in zip(self.outputs, raw)]
-
-
-def test_quantized_tensors_decode_like_the_float_model(models: dict[str, Model], models_dir: Path) -> None:
-    frame = photo(models_dir, "multi_face.jpg")
-    want = detector(models, "full").detect(frame)
-    got = FaceDetector(QuantizedBlazeFace(models["full"]), "full").detect(frame)  # type: ignore[arg-type]
-    assert_faces_match(got, want.boxes, min_iou=0.8)
-    np.testing.assert_allclose(np.sort(got.scores), np.sort(want.scores), atol=0.1)
 
 
 def test_constructor_validates(models: dict[str, Model]) -> None:

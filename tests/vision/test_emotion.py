@@ -152,8 +152,13 @@ class Int8LogitsModel:
         self.path = model.path
         self.input = replace(model.input, dtype=np.dtype(np.int8), scale=1 / 127, zero_point=0)
         self.outputs = [replace(model.outputs[0], dtype=np.dtype(np.int8), scale=0.1, zero_point=20)]
+        self._buffer = np.zeros(self.input.shape, np.int8)
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def input_buffer(self, i: int = 0) -> np.ndarray:
+        return self._buffer
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        x = inputs[0] if inputs else self._buffer
         assert x.dtype == np.int8
         probs = self._model.run(self.input.dequantize(x))[0]
         return [self.outputs[0].quantize(np.log(np.clip(probs, 1e-5, None)))]
