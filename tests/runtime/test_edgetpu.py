@@ -23,7 +23,7 @@ from tests.fakes import FakeCoral
 
 REPO = Path(__file__).resolve().parents[2]
 INT8_MODEL = bundled_dir() / "edge_fer_emotion_int8.tflite"
-FACE = REPO / "tests" / "data" / "fer2013_val_sample" / "happy" / "row01167.png"
+FACE = REPO / "tests" / "data" / "fer2013_faces" / "happy" / "row01167.png"
 
 
 @pytest.fixture(autouse=True)

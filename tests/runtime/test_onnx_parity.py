@@ -18,7 +18,7 @@ from edge_fer.vision.blazeface import FaceDetector
 from edge_fer.vision.emotion import EmotionClassifier
 
 REPO = Path(__file__).resolve().parents[2]
-FER_SAMPLE = REPO / "tests" / "data" / "fer2013_val_sample"
+FER_SAMPLE = REPO / "tests" / "data" / "fer2013_faces"
 #: Tolerances. Float exports differ from LiteRT by float round-off (measured: 1e-4 px on boxes).
 #: The full-int8 emotion model's export by a few quantization steps (ONNX Runtime's int8 kernels
 #: round requantization a little differently; 1/256 per step of its uint8 probabilities; measured

@@ -16,7 +16,7 @@ from edge_fer.vision.action_units import AU_NAMES, AU_WEIGHTS, NEUTRAL_PRIOR, in
 from edge_fer.vision.face_geometry import MEASURES, measures
 from edge_fer.vision.landmarks import FaceLandmarker, FaceMesh
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fer2013_val_sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fer2013_faces"
 
 
 @pytest.fixture(scope="module")
