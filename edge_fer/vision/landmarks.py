@@ -109,8 +109,14 @@ class FaceLandmarker:
         self.input_hw: tuple[int, int] = (h, w)
         self.min_score = min_score
         self._logit_threshold = math.log(min_score / (1.0 - min_score))
-        self._x = np.zeros((1, h, w, 3), np.float32)
+        # pixel level → model input (``pixel * scale + offset``, quantized for an int8/uint8
+        # input), applied by one cv2.LUT straight into the model's own input tensor
+        self._lut = model.input.pixel_table(self.scale, self.offset)
+        self._input = model.input_buffer()[0]
+        self._bgr = np.zeros((h, w, 3), np.uint8)
         self._rgb = np.zeros((h, w, 3), np.uint8)
+        self._to_frame = np.zeros((3, 3), np.float64)  # crop → frame, see `mesh`
+        self._points64 = np.zeros((NUM_POINTS, 3), np.float64)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FaceLandmarker:
@@ -123,28 +129,36 @@ class FaceLandmarker:
         model = load_manifest_model(entry, path, settings)
         return cls(model, entry, settings.landmarks.min_score)
 
-    def preprocess(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model input for one face and the 2×3 matrix that maps frame pixels to the crop."""
+    def preprocess(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """Write the model input for one face into the model's input tensor (read by the next
+        ``model.run()``); returns the 2×3 matrix that maps frame pixels to the crop."""
         matrix = alignment_matrix(box, keypoints, self.input_hw, self.margin)
-        crop = align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=False)
-        cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        np.multiply(self._rgb, np.float32(self.scale), out=self._x[0], casting="unsafe")
-        if self.offset:
-            self._x += np.float32(self.offset)
-        return self.model.input.quantize(self._x), matrix
+        align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=False, dst=self._bgr)
+        cv2.cvtColor(self._bgr, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        cv2.LUT(self._rgb, self._lut, dst=self._input)
+        return matrix
 
     def mesh(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> FaceMesh:
         """The face mesh of the face at `box` (xyxy) with BlazeFace `keypoints` ``(6, 2)``."""
-        x, matrix = self.preprocess(frame, box, keypoints)
-        outputs = self.model.run(x)
-        logit = float(self.model.outputs[self._score_i].dequantize(outputs[self._score_i]).reshape(-1)[0])
-        raw = self.model.outputs[self._points_i].dequantize(outputs[self._points_i]).reshape(NUM_POINTS, 3)
+        matrix = self.preprocess(frame, box, keypoints)
+        outputs = self.model.run(copy=False)  # read at once, below: nothing keeps these views
+        score_out, points_out = self.model.outputs[self._score_i], self.model.outputs[self._points_i]
+        logit = float(score_out.dequantize(outputs[self._score_i]).reshape(-1)[0])
+        raw = points_out.dequantize(outputs[self._points_i]).reshape(NUM_POINTS, 3)
         # Crop → frame: model coordinates are continuous (0 = the crop's left edge); the matrix
         # maps pixel indices (continuous - 0.5). z scales like x (the crop is a similarity).
-        inverse = cv2.invertAffineTransform(matrix)
-        points = np.empty((NUM_POINTS, 3), np.float32)
-        points[:, :2] = (raw[:, :2] - 0.5) @ inverse[:, :2].T + inverse[:, 2] + 0.5
-        points[:, 2] = raw[:, 2] * math.hypot(inverse[0, 0], inverse[1, 0])
+        # One 3×3 product in float64 does both, with the half-pixel shifts folded into the
+        # translation; the inverse is written out on the matrix's six floats.
+        (a, b, c), (d, e, f) = matrix.tolist()
+        det = a * e - b * d
+        ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+        ic, if_ = -(ia * c + ib * f), -(id_ * c + ie * f)
+        to_frame = self._to_frame
+        to_frame[0, 0], to_frame[1, 0], to_frame[0, 1], to_frame[1, 1] = ia, ib, id_, ie
+        to_frame[2, 2] = math.hypot(ia, id_)
+        points64 = np.matmul(raw, to_frame, out=self._points64)
+        points64 += (ic + 0.5 - 0.5 * (ia + ib), if_ + 0.5 - 0.5 * (id_ + ie), 0.0)
+        points = points64.astype(np.float32)
         score = 1.0 / (1.0 + math.exp(-max(min(logit, 100.0), -100.0)))
         return FaceMesh(points, score, logit >= self._logit_threshold)
 
