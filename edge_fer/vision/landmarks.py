@@ -109,9 +109,15 @@ class FaceLandmarker:
         self.input_hw: tuple[int, int] = (h, w)
         self.min_score = min_score
         self._logit_threshold = math.log(min_score / (1.0 - min_score))
-        # pixel level → model input (``pixel * scale + offset``, quantized for an int8/uint8
-        # input), applied by one cv2.LUT straight into the model's own input tensor
-        self._lut = model.input.pixel_table(self.scale, self.offset)
+        # pixel level → model input, applied by one cv2.LUT straight into the model's own input
+        # tensor: ``pixel * scale + offset`` in float32 arithmetic, as the mesh was validated
+        # with (and the spotting benchmark tuned on), then quantized for an int8/uint8 input.
+        # (`TensorInfo.pixel_table` rounds in float64: one ulp apart on half the levels, which
+        # moves the mesh by ~1e-4 px and flipped a marginal spot label in the benchmark.)
+        levels = np.arange(256, dtype=np.float32) * np.float32(self.scale)
+        if self.offset:
+            levels += np.float32(self.offset)
+        self._lut = model.input.quantize(levels)
         self._input = model.input_buffer()[0]
         self._bgr = np.zeros((h, w, 3), np.uint8)
         self._rgb = np.zeros((h, w, 3), np.uint8)
