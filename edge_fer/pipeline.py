@@ -311,8 +311,10 @@ class Pipeline:
             self._camera = (size, face_geometry.camera_matrix(*size))
         camera = self._camera[1]
         yaw_max, pitch_max = self.attention_yaw_deg, self.attention_pitch_deg
-        for i, track_id, memo in due:
-            mesh = landmarker.mesh(frame, tracks.boxes[i], tracks.keypoints[i])
+        # All meshes first, then all the geometry: code run right after a model invoke is slow
+        # (cold caches), so each kind of work is done for every face in one pass.
+        meshes = landmarker.meshes(frame, [tracks.boxes[i] for i, _, _ in due], [tracks.keypoints[i] for i, _, _ in due])
+        for (_, track_id, memo), mesh in zip(due, meshes):
             memo.mesh_t = t
             memo.rejected = not mesh.present
             if not mesh.present:
