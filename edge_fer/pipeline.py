@@ -232,20 +232,7 @@ class Pipeline:
                 live.append((i, track_id, memo))
         meshed = 0
         rejected: tuple[int, ...] = ()
-        hits = tracks.hits.tolist() if live else []
-        # Tracks due for classification whatever their mesh says (unless it rejects them).
-        due = {i for i, track_id, memo in live if self._due_for_classification(memo, track_id, hits[i], n)}
-        aligned: dict[int, np.ndarray] | None = None
-        align_ms = 0.0
         if self.landmarker is not None:
-            if due:
-                # Their emotion crops are made now, next to the mesh crops of the same faces:
-                # after the mesh invoke, the frame's regions and the warping code would be out
-                # of the CPU caches again. Timed as classification.
-                aligned = self.classifier.align_faces(frame, tracks, sorted(due))
-                align_end = clock()
-                align_ms = (align_end - start) * 1000.0
-                start = align_end
             meshed = self._mesh(frame, n, tracks, live)
             rejected = tuple(track_id for _, track_id, memo in live if memo.rejected)
             if rejected:
@@ -257,14 +244,16 @@ class Pipeline:
             record("landmarks", (end - start) * 1000.0)
             start = end
         which = None
-        for i, _, memo in live:
-            if i in due or self._aus_moved(memo, n):
-                if which is None:
-                    which = np.zeros(len(tracks), bool)
-                which[i] = True
-        fresh = self.classifier.classify(frame, tracks, which, aligned) if which is not None else {}
+        if live:
+            hits = tracks.hits.tolist()
+            for i, track_id, memo in live:
+                if self._due_for_classification(memo, track_id, hits[i], n):
+                    if which is None:
+                        which = np.zeros(len(tracks), bool)
+                    which[i] = True
+        fresh = self.classifier.classify(frame, tracks, which) if which is not None else {}
         end = clock()
-        record("classify", (end - start) * 1000.0 + align_ms)
+        record("classify", (end - start) * 1000.0)
         start = end
         observations = self._observe(frame.t, n, live, fresh)
         micros: tuple[MicroExpression, ...] = ()
@@ -299,15 +288,10 @@ class Pipeline:
         )
 
     def _due_for_classification(self, memo: _TrackMemo, track_id: int, hits: int, n: int) -> bool:
-        """Due whatever this frame's mesh says: new, not yet stable, not classified for
-        `every_n_frames`, or an episode open on it (see also `_aus_moved`)."""
         if memo.last_classified is None or hits < self.stable_hits or n - memo.last_classified >= self.every_n_frames:
             return True
-        return self.spotter is not None and self.spotter.active(track_id)
-
-    @staticmethod
-    def _aus_moved(memo: _TrackMemo, n: int) -> bool:
-        """Meshed in this frame, and an AU moved since the last classification."""
+        if self.spotter is not None and self.spotter.active(track_id):
+            return True
         if memo.meshed_frame == n and memo.aus is not None and memo.aus_at_classification is not None:
             return max(abs(a - b) for a, b in zip(memo.aus, memo.aus_at_classification)) >= RECLASSIFY_AU
         return False

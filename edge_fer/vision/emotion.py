@@ -106,8 +106,6 @@ class EmotionClassifier:
         # a uint8 input holding the pixel itself (scale 1/255 and zero point 0, or a float-free
         # contract): the aligned face is warped straight into the tensor, no table needed
         self._pixels_are_input = self._lut.dtype == np.uint8 and bool(np.array_equal(self._lut, np.arange(256)))
-        # crops aligned ahead of classification (`align_faces`), grown as needed
-        self._aligned = np.zeros((1, h, w) if self.channels == 1 else (1, h, w, 3), np.uint8)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmotionClassifier:
@@ -123,23 +121,6 @@ class EmotionClassifier:
         """The crop the pipeline classifies: eyes levelled, at the model's input size, grey for
         a 1-channel model, else BGR (uint8 ``(H, W)`` or ``(H, W, 3)``)."""
         return align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=self.channels == 1)
-
-    def align_faces(self, frame: Frame, tracks: Tracks, indices: Sequence[int]) -> dict[int, np.ndarray]:
-        """The aligned crops (`align`) of the tracks at positions `indices`, for a later
-        ``classify(..., aligned=...)`` on the same frame.
-
-        For a caller that will classify these faces after another model has run, which evicts
-        the CPU caches: the pipeline aligns them next to the face mesh's crops of the same
-        faces, before the mesh runs, while the frame's regions and the warping code are cached.
-        The crops live in a buffer that the next call reuses.
-        """
-        if len(self._aligned) < len(indices):
-            self._aligned = np.zeros((len(indices), *self._aligned.shape[1:]), np.uint8)
-        grey = self.channels == 1
-        out = {}
-        for k, i in enumerate(indices):
-            out[i] = align_face(frame.pixels, tracks.boxes[i], tracks.keypoints[i], self.input_hw, self.margin, grey=grey, dst=self._aligned[k])
-        return out
 
     def preprocess(self, crop: np.ndarray) -> np.ndarray:
         """One face crop (grey or BGR, any size) → the model's input tensor ``(1, H, W, C)``:
@@ -180,9 +161,7 @@ class EmotionClassifier:
             rows.append(raw.reshape(batch, k)[: min(batch, n - start)])
         return self._probabilities(np.concatenate(rows))
 
-    def classify(
-        self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None, aligned: dict[int, np.ndarray] | None = None
-    ) -> dict[int, np.ndarray]:
+    def classify(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, np.ndarray]:
         """Probabilities for some of the tracks in `frame`.
 
         Args:
@@ -190,8 +169,6 @@ class EmotionClassifier:
             tracks: the tracker's output for this frame.
             which: ``(n,)`` bool mask of the tracks to classify; default: those matched in this
                 frame (``tracks.seen``); a coasting track's stale box is never worth a crop.
-            aligned: crops made earlier by `align_faces` on this frame, by track position;
-                the tracks without one are aligned here.
 
         Returns:
             track id → ``(k,)`` float32 probabilities summing to 1, in `labels` order.
@@ -202,9 +179,8 @@ class EmotionClassifier:
         chosen = np.flatnonzero(mask)
         if len(chosen) == 0:
             return {}
-        aligned = aligned or {}
         if self._batch != 1:
-            crops = [aligned[i] if i in aligned else self.align(frame, tracks.boxes[i], tracks.keypoints[i]) for i in chosen.tolist()]
+            crops = [self.align(frame, tracks.boxes[i], tracks.keypoints[i]) for i in chosen]
             probs = self._infer(np.concatenate([self.preprocess(c) for c in crops]))
         else:
             # Each aligned crop goes through the look-up table straight into the input tensor;
@@ -213,15 +189,10 @@ class EmotionClassifier:
             grey = self._input[:, :, 0]
             direct = self._pixels_are_input and self.channels == 1
             for row, i in enumerate(chosen.tolist()):
-                crop = aligned.get(i)
                 if direct:
-                    if crop is None:
-                        align_face(frame.pixels, tracks.boxes[i], tracks.keypoints[i], self.input_hw, self.margin, grey=True, dst=grey)
-                    else:
-                        np.copyto(grey, crop)
+                    align_face(frame.pixels, tracks.boxes[i], tracks.keypoints[i], self.input_hw, self.margin, grey=True, dst=grey)
                 else:
-                    if crop is None:
-                        crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
+                    crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
                     if self.channels == 3:
                         cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
                     else:
