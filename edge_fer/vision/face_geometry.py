@@ -1,7 +1,8 @@
 """Face geometry from the mesh: head pose (solvePnP), a frontalised mesh, and the raw measures behind the action units.
 
-Everything here is per face and per frame, numpy only (no per-landmark Python loops), and stays
-inside the process: the outputs are a few angles and IOD-normalised distances.
+Everything here is per face and per frame (numpy on the points, plain floats on the few
+numbers derived from them; no per-landmark Python loops), and stays inside the process: the
+outputs are a few angles and IOD-normalised distances.
 
 Coordinates. The *canonical face* is MediaPipe's neutral face model
 (``mediapipe/modules/face_geometry/data/canonical_face_model.obj``, Apache-2.0; centimetres, x to
