@@ -106,12 +106,13 @@ class _TrackMemo:
 
     last_classified: int | None = None
     observation: FaceObservation | None = None
-    raw: np.ndarray | None = None  # the last unsmoothed probabilities
+    neutral_top: bool = False  # the last raw probabilities read neutral, at least CALM_NEUTRAL
     mesh_t: float | None = None
     meshed_frame: int | None = None
     rejected: bool = False
-    aus: np.ndarray | None = None
-    aus_at_classification: np.ndarray | None = None
+    aus: list[float] | None = None
+    action_units: dict[str, float] | None = None  # `aus` by name, rounded: what observations carry
+    aus_at_classification: list[float] | None = None
     pose: tuple[float, float, float] | None = None
     attending: bool | None = None
 
@@ -157,6 +158,11 @@ class Pipeline:
     _memo: dict[int, _TrackMemo] = field(default_factory=dict)
     _processed: int = 0
     _camera: tuple[tuple[int, int], np.ndarray] | None = None
+    _neutral: int | None = None
+
+    def __post_init__(self) -> None:
+        labels = self.classifier.labels
+        self._neutral = labels.index("neutral") if "neutral" in labels else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -214,34 +220,42 @@ class Pipeline:
         start = end
         n = self._processed
         self._processed += 1
-        seen_ids = [track_id for track_id, seen in zip(tracks.ids.tolist(), tracks.seen.tolist()) if seen]
-        for track_id in seen_ids:
-            if track_id not in self._memo:
-                self._memo[track_id] = _TrackMemo()
+        # The tracks matched in this frame, with their memo, as plain lists: indexing numpy
+        # arrays element by element costs more than the bookkeeping itself.
+        memos = self._memo
+        live: list[tuple[int, int, _TrackMemo]] = []
+        for i, (track_id, seen) in enumerate(zip(tracks.ids.tolist(), tracks.seen.tolist())):
+            if seen:
+                memo = memos.get(track_id)
+                if memo is None:
+                    memo = memos[track_id] = _TrackMemo()
+                live.append((i, track_id, memo))
         meshed = 0
         rejected: tuple[int, ...] = ()
         if self.landmarker is not None:
-            meshed = self._mesh(frame, n, tracks)
-            rejected = tuple(i for i in seen_ids if self._memo[i].rejected)
+            meshed = self._mesh(frame, n, tracks, live)
+            rejected = tuple(track_id for _, track_id, memo in live if memo.rejected)
             if rejected:
                 # Not a face, says the mesh: not classified, not counted, not a track event.
                 seen = tracks.seen & ~np.isin(tracks.ids, rejected)
                 tracks = Tracks(tracks.ids, tracks.boxes, tracks.keypoints, tracks.first_seen, tracks.hits, seen, tracks.ended)
+                live = [entry for entry in live if not entry[2].rejected]
             end = clock()
             record("landmarks", (end - start) * 1000.0)
             start = end
         which = None
-        hits = tracks.hits.tolist()
-        for i, (track_id, seen) in enumerate(zip(tracks.ids.tolist(), tracks.seen.tolist())):
-            if seen and self._due_for_classification(self._memo[track_id], track_id, hits[i], n):
-                if which is None:
-                    which = np.zeros(len(tracks), bool)
-                which[i] = True
+        if live:
+            hits = tracks.hits.tolist()
+            for i, track_id, memo in live:
+                if self._due_for_classification(memo, track_id, hits[i], n):
+                    if which is None:
+                        which = np.zeros(len(tracks), bool)
+                    which[i] = True
         fresh = self.classifier.classify(frame, tracks, which) if which is not None else {}
         end = clock()
         record("classify", (end - start) * 1000.0)
         start = end
-        observations = self._observe(frame.t, n, tracks, fresh)
+        observations = self._observe(frame.t, n, live, fresh)
         micros: tuple[MicroExpression, ...] = ()
         if self.spotter is not None and (fresh or meshed):
             # Spotting reads the raw (unsmoothed) probabilities: smoothing would blur a
@@ -279,43 +293,41 @@ class Pipeline:
         if self.spotter is not None and self.spotter.active(track_id):
             return True
         if memo.meshed_frame == n and memo.aus is not None and memo.aus_at_classification is not None:
-            return bool(np.abs(memo.aus - memo.aus_at_classification).max() >= RECLASSIFY_AU)
+            return max(abs(a - b) for a, b in zip(memo.aus, memo.aus_at_classification)) >= RECLASSIFY_AU
         return False
 
-    def _mesh(self, frame: Frame, n: int, tracks: Tracks) -> int:
-        """Mesh the tracks that are due; update their memo (rejection, AUs, pose, attention)."""
+    def _mesh(self, frame: Frame, n: int, tracks: Tracks, live: list[tuple[int, int, _TrackMemo]]) -> int:
+        """Mesh the `live` tracks that are due; update their memo (rejection, AUs, pose, attention)."""
         landmarker = self.landmarker
         if landmarker is None:
             return 0
-        due = tracks.seen.copy()
+        t = frame.t
         interval = MESH_DUE_FRACTION / self.landmark_rate_hz
-        for i in np.flatnonzero(due):
-            mesh_t = self._memo[int(tracks.ids[i])].mesh_t
-            due[i] = mesh_t is None or frame.t - mesh_t >= interval
-        if not due.any():
+        due = [entry for entry in live if entry[2].mesh_t is None or t - entry[2].mesh_t >= interval]
+        if not due:
             return 0
         size = (frame.width, frame.height)
         if self._camera is None or self._camera[0] != size:
             self._camera = (size, face_geometry.camera_matrix(*size))
-        labels = self.classifier.labels
-        neutral = labels.index("neutral") if "neutral" in labels else None
-        meshes = landmarker.landmarks(frame, tracks, due)
-        for track_id, mesh in meshes.items():
-            memo = self._memo[track_id]
-            memo.mesh_t = frame.t
+        camera = self._camera[1]
+        yaw_max, pitch_max = self.attention_yaw_deg, self.attention_pitch_deg
+        # All meshes first, then all the geometry: code run right after a model invoke is slow
+        # (cold caches), so each kind of work is done for every face in one pass.
+        meshes = landmarker.meshes(frame, [tracks.boxes[i] for i, _, _ in due], [tracks.keypoints[i] for i, _, _ in due])
+        for (_, track_id, memo), mesh in zip(due, meshes):
+            memo.mesh_t = t
             memo.rejected = not mesh.present
             if not mesh.present:
                 continue
-            pose = face_geometry.head_pose(mesh.points, self._camera[1])
+            pose = face_geometry.head_pose(mesh.points, camera)
             memo.pose = pose
-            memo.attending = None if pose is None else abs(pose[0]) <= self.attention_yaw_deg and abs(pose[1]) <= self.attention_pitch_deg
-            raw = memo.raw
-            calm = (
-                bool(memo.attending) and raw is not None and neutral is not None and int(np.argmax(raw)) == neutral and raw[neutral] >= CALM_NEUTRAL
-            )
-            memo.aus = self.au_tracker.update(track_id, face_geometry.measures(mesh.points), frame.t, calm)
+            memo.attending = None if pose is None else abs(pose[0]) <= yaw_max and abs(pose[1]) <= pitch_max
+            calm = bool(memo.attending) and memo.neutral_top
+            aus = self.au_tracker.update(track_id, face_geometry.measures(mesh.points), t, calm)
+            memo.aus = aus.tolist()
+            memo.action_units = dict(zip(AU_NAMES, aus.round(3).tolist()))
             memo.meshed_frame = n
-        return len(meshes)
+        return len(due)
 
     def _forget(self, track_ids: tuple[int, ...]) -> None:
         self.smoother.forget(track_ids)
@@ -325,21 +337,22 @@ class Pipeline:
         for track_id in track_ids:
             self._memo.pop(track_id, None)
 
-    def _observe(self, t: float, n: int, tracks: Tracks, fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
+    def _observe(self, t: float, n: int, live: list[tuple[int, int, _TrackMemo]], fresh: dict[int, np.ndarray]) -> tuple[FaceObservation, ...]:
         labels = self.classifier.labels
+        neutral = self._neutral
         out = []
-        for track_id, seen in zip(tracks.ids.tolist(), tracks.seen.tolist()):
-            if not seen:
-                continue
-            memo = self._memo[track_id]
+        for _, track_id, memo in live:
             meshed = memo.meshed_frame == n
-            action_units = None if memo.aus is None else dict(zip(AU_NAMES, memo.aus.round(3).tolist()))
+            action_units = memo.action_units
             prev = memo.observation
-            if track_id in fresh:
-                memo.raw = fresh[track_id]
+            raw = fresh.get(track_id)
+            if raw is not None:
+                values = raw.tolist()
+                top = max(values)
+                memo.neutral_top = neutral is not None and values.index(top) == neutral and top >= CALM_NEUTRAL
                 memo.last_classified = n
                 memo.aus_at_classification = memo.aus
-                probs = self.smoother.update(track_id, fresh[track_id], t)
+                probs = self.smoother.update(track_id, raw, t)
                 values = probs.tolist()
                 confidence = max(values)
                 label, smoothed, uncertain = labels[values.index(confidence)], self.smoother.tau_s > 0, confidence < self.min_confidence
@@ -347,7 +360,7 @@ class Pipeline:
                 probs, label, confidence, smoothed, uncertain = prev.probs, prev.label, prev.confidence, prev.smoothed, prev.uncertain
             else:
                 continue
-            if track_id in fresh or meshed or prev is None:
+            if raw is not None or meshed or prev is None:
                 valence, arousal = affect(probs, labels, action_units)
             else:
                 valence, arousal = prev.valence, prev.arousal
@@ -360,7 +373,7 @@ class Pipeline:
                 confidence=confidence,
                 valence=valence,
                 arousal=arousal,
-                fresh=track_id in fresh,
+                fresh=raw is not None,
                 smoothed=smoothed,
                 action_units=action_units,
                 head_pose=memo.pose,

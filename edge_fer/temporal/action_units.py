@@ -72,12 +72,12 @@ class ActionUnitTracker:
         state = self._tracks.get(track_id)
         if state is None:
             state = self._tracks[track_id] = _State(0.0, np.zeros_like(NEUTRAL_PRIOR), t)
-        aus = intensities(measures, self.baseline(track_id))
+        baseline = (self.prior_s * NEUTRAL_PRIOR + state.weighted_sum) / (self.prior_s + state.weight_s)
+        aus = intensities(measures, baseline)
         dt = max(t - state.last_t, 0.0)
         state.last_t = t
         keep = math.exp(-dt / self.baseline_s)
         state.weight_s *= keep
-        state.weighted_sum *= keep
         closure = float(aus[_AU45])
         if closure >= CLOSED:
             state.closed_since = t if state.closed_since is None else state.closed_since
@@ -86,7 +86,9 @@ class ActionUnitTracker:
         if calm and closure < CLOSED:
             w = min(dt, MAX_FRAME_WEIGHT_S) or FIRST_FRAME_WEIGHT_S
             state.weight_s += w
-            state.weighted_sum += w * np.asarray(measures, np.float64)
+            state.weighted_sum = keep * state.weighted_sum + w * np.asarray(measures, np.float64)
+        else:
+            state.weighted_sum *= keep
         # Narrowed or closed for longer than a blink: AU43; closed for a blink's time so far: AU45.
         blink = state.closed_since is not None and t - state.closed_since <= self.blink_max_s
         aus[_AU43 if blink else _AU45] = 0.0

@@ -64,8 +64,8 @@ class _Episode:
     onset_t: float
     apex_t: float
     apex_evidence: float
-    prob_rise: np.ndarray | None
-    au_rise: np.ndarray | None
+    prob_rise: list[float] | None
+    au_rise: list[float] | None
     pose: tuple[float, float, float] | None
     turned_deg: float = 0.0
     macro: bool = False
@@ -75,10 +75,10 @@ class _Episode:
 class _TrackState:
     first_t: float
     last_t: float
-    probs: np.ndarray | None = None
-    prob_base: np.ndarray | None = None
-    aus: np.ndarray | None = None
-    au_base: np.ndarray | None = None
+    probs: list[float] | None = None
+    prob_base: list[float] | None = None
+    aus: list[float] | None = None
+    au_base: list[float] | None = None
     pose: tuple[float, float, float] | None = None
     episode: _Episode | None = None
 
@@ -129,6 +129,10 @@ class MicroSpotter:
         self.head_turn_deg = head_turn_deg
         self._expressive = np.array([label != "neutral" for label in self.labels])
         self._evidence_index = np.array([EXPRESSION_AUS.index(au) for au in EVIDENCE_AUS])
+        # The per-frame path works on Python floats (7 classes, 9 AUs: numpy calls on arrays
+        # this small cost more than the arithmetic); only a spot's labelling uses the arrays.
+        self._expressive_list: list[bool] = self._expressive.tolist()
+        self._evidence_list: list[int] = self._evidence_index.tolist()
         self._tracks: dict[int, _TrackState] = {}
 
     def active(self, track_id: int) -> bool:
@@ -152,11 +156,11 @@ class MicroSpotter:
         found = []
         for track_id in sorted(set(raw) | set(meshed)):
             obs = meshed.get(track_id)
-            aus = None if obs is None else np.array([obs.action_units.get(au, 0.0) for au in EXPRESSION_AUS])  # type: ignore[union-attr]
+            aus = None if obs is None else [float(obs.action_units.get(au, 0.0)) for au in EXPRESSION_AUS]  # type: ignore[union-attr]
             probs = raw.get(track_id)
             spot = self._update_track(
                 track_id,
-                None if probs is None else np.asarray(probs, np.float64),
+                None if probs is None else [float(p) for p in np.asarray(probs).tolist()],
                 aus,
                 None if obs is None else obs.head_pose,
                 t,
@@ -165,16 +169,16 @@ class MicroSpotter:
                 found.append(spot)
         return found
 
-    def _evidence(self, state: _TrackState) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    def _evidence(self, state: _TrackState) -> tuple[float, list[float] | None, list[float] | None]:
         prob_rise = au_rise = None
         e_p = e_a = 0.0
         if state.probs is not None and state.prob_base is not None:
-            prob_rise = np.where(self._expressive, state.probs - state.prob_base, -1.0)
-            e_p = float(prob_rise.max()) / self.onset
+            prob_rise = [p - b if e else -1.0 for p, b, e in zip(state.probs, state.prob_base, self._expressive_list)]
+            e_p = max(prob_rise) / self.onset
         if state.aus is None or state.au_base is None:
             return e_p, prob_rise, None
-        au_rise = state.aus - state.au_base
-        e_a = float(au_rise[self._evidence_index].max()) / self.au_onset
+        au_rise = [a - b for a, b in zip(state.aus, state.au_base)]
+        e_a = max(au_rise[i] for i in self._evidence_list) / self.au_onset
         if prob_rise is None:
             return min(e_a, EVIDENCE_CAP) / 2.0, None, au_rise
         return (min(e_p, EVIDENCE_CAP) + min(e_a, EVIDENCE_CAP)) / 2.0, prob_rise, au_rise
@@ -182,15 +186,15 @@ class MicroSpotter:
     def _adapt(self, state: _TrackState, gap: float) -> None:
         keep = math.exp(-gap / self.baseline_s)
         if state.probs is not None and state.prob_base is not None:
-            state.prob_base = keep * state.prob_base + (1 - keep) * state.probs
+            state.prob_base = [keep * b + (1 - keep) * p for b, p in zip(state.prob_base, state.probs)]
         if state.aus is not None and state.au_base is not None:
-            state.au_base = keep * state.au_base + (1 - keep) * state.aus
+            state.au_base = [keep * b + (1 - keep) * a for b, a in zip(state.au_base, state.aus)]
 
     def _update_track(
         self,
         track_id: int,
-        probs: np.ndarray | None,
-        aus: np.ndarray | None,
+        probs: list[float] | None,
+        aus: list[float] | None,
         pose: tuple[float, float, float] | None,
         t: float,
     ) -> MicroExpression | None:
@@ -203,10 +207,10 @@ class MicroSpotter:
         state.last_t = t
         if probs is not None:
             state.probs = probs
-            state.prob_base = probs.copy() if state.prob_base is None else state.prob_base
+            state.prob_base = list(probs) if state.prob_base is None else state.prob_base
         if aus is not None:
             state.aus = aus
-            state.au_base = aus.copy() if state.au_base is None else state.au_base
+            state.au_base = list(aus) if state.au_base is None else state.au_base
         if pose is not None:
             state.pose = pose
         if gap == 0.0:
@@ -260,8 +264,8 @@ class MicroSpotter:
     def _label(self, episode: _Episode) -> tuple[str, float]:
         """The spotted class and its intensity in [0, 1]: the largest rise at the apex of the
         class's probability or of an evidence AU."""
-        prob_rise = episode.prob_rise
-        au_rise = None if episode.au_rise is None else np.clip(episode.au_rise, 0.0, 1.0)
+        prob_rise = None if episode.prob_rise is None else np.array(episode.prob_rise)
+        au_rise = None if episode.au_rise is None else np.clip(np.array(episode.au_rise), 0.0, 1.0)
         k = None if prob_rise is None else int(np.argmax(prob_rise))
         strength = 0.0 if k is None or prob_rise is None else float(prob_rise[k])
         if (k is None or strength < LABEL_MIN_RISE) and au_rise is not None and au_rise.max() > 0:

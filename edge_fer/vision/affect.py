@@ -145,19 +145,33 @@ def au_emotion_scores(action_units: Mapping[str, float], labels: Sequence[str]) 
     return scores
 
 
+@functools.lru_cache(maxsize=16)
+def _affect_table(labels: tuple[str, ...]) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[int, tuple[str, ...]], ...], int | None]:
+    """For `labels`: each class's circumplex point as floats, and `_prototype_table`."""
+    return tuple((float(v), float(a)) for v, a in _circumplex(labels).tolist()), *_prototype_table(labels)
+
+
 def affect(probs: np.ndarray, labels: Sequence[str], action_units: Mapping[str, float] | None = None) -> tuple[float, float]:
     """Valence and arousal of one observation: from the probabilities alone (`valence_arousal`),
     or, with action units, ``(1 - AU_WEIGHT)`` × that + `AU_WEIGHT` × the circumplex point of
-    the AU prototype scores (see the module docstring)."""
-    points = _circumplex(tuple(labels))
-    probs = np.asarray(probs, np.float32)
-    if probs.shape != (len(points),):
-        raise ValueError(f"probs must have shape ({len(points)},) for {len(points)} labels, got {probs.shape}")
-    va = probs @ points
+    the AU prototype scores (see the module docstring).
+
+    Computed on Python floats (the pipeline calls this per face and frame, with 7 classes:
+    numpy calls on such tiny arrays cost more than the arithmetic)."""
+    points, table, neutral = _affect_table(labels if isinstance(labels, tuple) else tuple(labels))
+    p = probs.tolist() if isinstance(probs, np.ndarray) else list(probs)
+    if len(p) != len(points) or (isinstance(probs, np.ndarray) and probs.ndim != 1):
+        raise ValueError(f"probs must have shape ({len(points)},) for {len(points)} labels, got {np.shape(probs)}")
+    valence = sum(q * v for q, (v, _) in zip(p, points))
+    arousal = sum(q * a for q, (_, a) in zip(p, points))
     if action_units:
-        scores = au_emotion_scores(action_units, labels)
-        total = float(scores.sum())
+        scores = [0.0] * len(points)
+        for i, prototype in table:
+            scores[i] = sum(action_units.get(au, 0.0) for au in prototype) / len(prototype)
+        if neutral is not None:
+            scores[neutral] = 1.0 - max(max(scores), 0.0)
+        total = sum(scores)
         if total > 0:
-            va = (1 - AU_WEIGHT) * va + AU_WEIGHT * (scores / total) @ points
-    valence, arousal = np.clip(va, -1.0, 1.0)
-    return float(valence), float(arousal)
+            valence = (1 - AU_WEIGHT) * valence + AU_WEIGHT * sum(w * v for w, (v, _) in zip(scores, points)) / total
+            arousal = (1 - AU_WEIGHT) * arousal + AU_WEIGHT * sum(w * a for w, (_, a) in zip(scores, points)) / total
+    return min(max(valence, -1.0), 1.0), min(max(arousal, -1.0), 1.0)

@@ -1,7 +1,8 @@
 """Face geometry from the mesh: head pose (solvePnP), a frontalised mesh, and the raw measures behind the action units.
 
-Everything here is per face and per frame, numpy only (no per-landmark Python loops), and stays
-inside the process: the outputs are a few angles and IOD-normalised distances.
+Everything here is per face and per frame (numpy on the points, plain floats on the few
+numbers derived from them; no per-landmark Python loops), and stays inside the process: the
+outputs are a few angles and IOD-normalised distances.
 
 Coordinates. The *canonical face* is MediaPipe's neutral face model
 (``mediapipe/modules/face_geometry/data/canonical_face_model.obj``, Apache-2.0; centimetres, x to
@@ -147,6 +148,31 @@ _DIST_A = _at(EYE_R[0], EYE_L[0], *EYE_R[2::2], *EYE_L[2::2], MOUTH_CORNERS[0], 
 _DIST_B = _at(EYE_R[1], EYE_L[1], *EYE_R[3::2], *EYE_L[3::2], MOUTH_CORNERS[1], LIP_INNER[1], LOWER_LIP, BROW_INNER[1][1])
 
 
+def _measure_rows() -> np.ndarray:
+    """``(21, m)``: every linear quantity `measures` needs, as one map of the used points.
+
+    Rows 0-2: ``a.T``, with ``a`` the rigid canonical points minus their mean, placed at the
+    rigid points: ``(rows @ used)[:3].T`` is the cross-covariance that `similarity_fit` takes
+    the SVD of (``a`` sums to zero, so the target's mean drops out). Rows 3-14: the vectors
+    between the `_DIST_A` / `_DIST_B` pairs; row 15: between the two eye centres; rows 16-20:
+    `_HEIGHTS`."""
+    rows = np.zeros((21, len(_USED)))
+    centred = RIGID_CANONICAL - RIGID_CANONICAL.mean(axis=0)
+    for k, at in enumerate(_RIGID_AT):
+        rows[:3, at] += centred[k]
+    for r, (a, b) in enumerate(zip(_DIST_A, _DIST_B)):
+        rows[3 + r, a] += 1.0
+        rows[3 + r, b] -= 1.0
+    for side, sign in ((1, 0.5), (0, -0.5)):
+        rows[15, _EYE_OUTER[side]] += sign
+        rows[15, _EYE_INNER[side]] += sign
+    rows[16:] = _HEIGHTS
+    return rows
+
+
+_MEASURE_ROWS = _measure_rows()
+
+
 def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Scale, rotation and translation with ``target ≈ s * R @ source + t`` in the least-squares
     sense (Umeyama 1991), for ``(k, 3)`` point sets; R is a proper rotation."""
@@ -163,21 +189,40 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.nd
 def frontalise(points: np.ndarray) -> np.ndarray:
     """The measure landmarks of a face mesh ``(468, 3)`` with the head's rotation, position and
     scale removed: ``(m, 3)`` in canonical-face centimetres, OpenCV axes (y down), in the order
-    of the module's ``_USED`` indices."""
+    of the module's ``_USED`` indices. `measures` is defined on these points."""
     used = np.asarray(points, np.float64)[_USED]
     scale, rotation, shift = similarity_fit(RIGID_CANONICAL, used[_RIGID_AT])
     return np.asarray((used - shift) @ rotation / scale)
 
 
+def _det3(m: list[list[float]]) -> float:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+
+
 def measures(points: np.ndarray) -> np.ndarray:
     """The raw geometric measures (`MEASURES`) of one face mesh ``(468, 3)``: ``(len(MEASURES),)``
-    float64 in units of the inter-ocular distance (``eye_open`` is a ratio), pose-free."""
-    p = frontalise(points)
-    centres = (p[_EYE_OUTER] + p[_EYE_INNER]) * 0.5  # eye centres, (2, 3)
-    iod = float(np.sqrt(((centres[1] - centres[0]) ** 2).sum())) or 1e-9
-    d = np.sqrt(((p[_DIST_A] - p[_DIST_B]) ** 2).sum(axis=1))
-    brow_in, brow_out, lower_lid, cheek, corner = _HEIGHTS @ -p[:, 1]  # y points down: height is -y
-    eye_open = (d[2:5].sum() / max(d[0], 1e-9) + d[5:8].sum() / max(d[1], 1e-9)) / 6.0
+    float64 in units of the inter-ocular distance (``eye_open`` is a ratio), pose-free.
+
+    Defined on the frontalised mesh (`frontalise`), computed without building it: distances
+    are the same before and after a rotation, and every measure is divided by the IOD, so the
+    scale and the translation cancel; only the heights need the rotation, of which one column
+    is used. So: one product of the used points with `_MEASURE_ROWS`, the 3×3 SVD of the
+    similarity fit, and a few dozen float operations (this runs per face and frame, right
+    after a model invoke has evicted the caches: each numpy call costs several µs then)."""
+    v = (_MEASURE_ROWS @ np.asarray(points)[_USED]).tolist()
+    _, u_, vt_ = cv2.SVDecomp(np.array([[v[0][i], v[1][i], v[2][i]] for i in range(3)]))
+    u, vt = u_.tolist(), vt_.tolist()
+    flip = -1.0 if _det3(u) * _det3(vt) < 0 else 1.0
+    # the frontalised y axis (rotation column 1) in mesh coordinates
+    ax, ay, az = (u[i][0] * vt[0][1] + u[i][1] * vt[1][1] + flip * u[i][2] * vt[2][1] for i in range(3))
+    d = [math.sqrt(x * x + y * y + z * z) for x, y, z in v[3:16]]
+    iod = d[12] or 1e-9
+    brow_in, brow_out, lower_lid, cheek, corner = (-(x * ax + y * ay + z * az) for x, y, z in v[16:21])
+    eye_open = ((d[2] + d[3] + d[4]) / max(d[0], 1e-9) + (d[5] + d[6] + d[7]) / max(d[1], 1e-9)) / 6.0
     return np.array([brow_in, brow_out, d[11], eye_open * iod, lower_lid, cheek, d[8], corner, d[9], d[10]]) / iod
 
 
@@ -191,24 +236,25 @@ def camera_matrix(width: int, height: int, focal_ratio: float = 1.0) -> np.ndarr
 def head_pose(points: np.ndarray, camera: np.ndarray) -> tuple[float, float, float] | None:
     """Yaw, pitch, roll in degrees (conventions in the module docstring) of a face mesh
     ``(468, 3)`` in frame pixels, or None when solvePnP fails."""
-    image = np.ascontiguousarray(np.asarray(points, np.float64)[RIGID_INDICES, :2])
+    image = np.asarray(points)[RIGID_INDICES, :2].astype(np.float64)
     ok, rvec, tvec = cv2.solvePnP(RIGID_CANONICAL, image, camera, None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         return None
-    rotation = cv2.Rodrigues(rvec)[0]
-    tx, ty, tz = (float(v) for v in tvec.reshape(3))
+    r = cv2.Rodrigues(rvec)[0].tolist()
+    tx, ty, tz = tvec.ravel().tolist()
     # Express the rotation in the line-of-sight frame: its z axis points from the camera to the
     # face, so that "looking into the lens" is the identity wherever the face is. Its x axis is
-    # (0, 1, 0) × z, its y axis z × x (written out: np.cross costs more than the rest).
+    # (0, 1, 0) × z, its y axis z × x. Only two columns of (sight @ rotation) are needed: where
+    # the nose points (-z) and the subject's right-to-left axis (x). Written out on floats:
+    # numpy calls on 3×3 arrays cost more than the arithmetic.
     n = math.sqrt(tx * tx + ty * ty + tz * tz) or 1.0
     zx, zy, zz = tx / n, ty / n, tz / n
     h = math.hypot(zz, zx) or 1.0
     xx, xz = zz / h, -zx / h
-    sight = np.array([[xx, 0.0, xz], [zy * xz, zz * xx - zx * xz, -zy * xx], [zx, zy, zz]])
-    relative = sight @ rotation
-    forward = relative @ (0.0, 0.0, -1.0)  # where the nose points (towards the camera = -z)
-    across = relative @ (1.0, 0.0, 0.0)  # the subject's right-to-left axis
-    yaw = math.degrees(math.atan2(forward[0], -forward[2]))
-    pitch = math.degrees(math.atan2(-forward[1], math.hypot(forward[0], forward[2])))
-    roll = math.degrees(math.atan2(across[1], across[0]))
+    sight = ((xx, 0.0, xz), (zy * xz, zz * xx - zx * xz, -zy * xx), (zx, zy, zz))
+    fx, fy, fz = (-(s0 * r[0][2] + s1 * r[1][2] + s2 * r[2][2]) for s0, s1, s2 in sight)
+    ax, ay, _ = (s0 * r[0][0] + s1 * r[1][0] + s2 * r[2][0] for s0, s1, s2 in sight)
+    yaw = math.degrees(math.atan2(fx, -fz))
+    pitch = math.degrees(math.atan2(-fy, math.hypot(fx, fz)))
+    roll = math.degrees(math.atan2(ay, ax))
     return yaw, pitch, roll

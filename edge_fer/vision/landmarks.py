@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,8 +110,22 @@ class FaceLandmarker:
         self.input_hw: tuple[int, int] = (h, w)
         self.min_score = min_score
         self._logit_threshold = math.log(min_score / (1.0 - min_score))
-        self._x = np.zeros((1, h, w, 3), np.float32)
-        self._rgb = np.zeros((h, w, 3), np.uint8)
+        # pixel level → model input, applied by one cv2.LUT straight into the model's own input
+        # tensor: ``pixel * scale + offset`` in float32 arithmetic, as the mesh was validated
+        # with (and the spotting benchmark tuned on), then quantized for an int8/uint8 input.
+        # (`TensorInfo.pixel_table` rounds in float64: one ulp apart on half the levels, which
+        # moves the mesh by ~1e-4 px and flipped a marginal spot label in the benchmark.)
+        levels = np.arange(256, dtype=np.float32) * np.float32(self.scale)
+        if self.offset:
+            levels += np.float32(self.offset)
+        self._lut = model.input.quantize(levels)
+        self._input = model.input_buffer()[0]
+        self._bgr = np.zeros((h, w, 3), np.uint8)
+        # per face of a `meshes` call: its RGB crop and its raw points (grown as needed)
+        self._crops = np.zeros((1, h, w, 3), np.uint8)
+        self._raw = np.zeros((1, NUM_POINTS, 3), np.float32)
+        self._to_frame = np.zeros((3, 3), np.float64)  # crop → frame, see `meshes`
+        self._points64 = np.zeros((NUM_POINTS, 3), np.float64)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FaceLandmarker:
@@ -123,30 +138,62 @@ class FaceLandmarker:
         model = load_manifest_model(entry, path, settings)
         return cls(model, entry, settings.landmarks.min_score)
 
-    def preprocess(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model input for one face and the 2×3 matrix that maps frame pixels to the crop."""
-        matrix = alignment_matrix(box, keypoints, self.input_hw, self.margin)
-        crop = align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=False)
-        cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        np.multiply(self._rgb, np.float32(self.scale), out=self._x[0], casting="unsafe")
-        if self.offset:
-            self._x += np.float32(self.offset)
-        return self.model.input.quantize(self._x), matrix
+    def crop(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
+        """The face's RGB crop at the model's input size (uint8 ``(h, w, 3)``, written into
+        `dst` when given), before normalisation."""
+        align_face(frame.pixels, box, keypoints, self.input_hw, self.margin, grey=False, dst=self._bgr)
+        return cv2.cvtColor(self._bgr, cv2.COLOR_BGR2RGB, dst=dst)
 
     def mesh(self, frame: Frame, box: np.ndarray, keypoints: np.ndarray) -> FaceMesh:
         """The face mesh of the face at `box` (xyxy) with BlazeFace `keypoints` ``(6, 2)``."""
-        x, matrix = self.preprocess(frame, box, keypoints)
-        outputs = self.model.run(x)
-        logit = float(self.model.outputs[self._score_i].dequantize(outputs[self._score_i]).reshape(-1)[0])
-        raw = self.model.outputs[self._points_i].dequantize(outputs[self._points_i]).reshape(NUM_POINTS, 3)
+        return self.meshes(frame, [box], [keypoints])[0]
+
+    def meshes(self, frame: Frame, boxes: Sequence[np.ndarray], keypoints: Sequence[np.ndarray]) -> list[FaceMesh]:
+        """The face meshes of several faces of one frame (boxes xyxy, BlazeFace keypoints
+        ``(6, 2)``), in order.
+
+        Done in passes rather than face by face: every crop, then every model run, then every
+        mapping back to the frame. A model run evicts the CPU caches (megabytes of weights),
+        and the first call of any code after it costs several times a warm one; in passes,
+        only the first face of each pass pays for that.
+        """
+        n = len(boxes)
+        if len(keypoints) != n:
+            raise ValueError(f"got {n} boxes but {len(keypoints)} keypoint sets")
+        if len(self._crops) < n:
+            self._crops = np.zeros((n, *self._crops.shape[1:]), np.uint8)
+            self._raw = np.zeros((n, *self._raw.shape[1:]), np.float32)
+        crops, raw = self._crops, self._raw
+        matrices = []
+        for k in range(n):
+            matrices.append(alignment_matrix(boxes[k], keypoints[k], self.input_hw, self.margin).tolist())
+            self.crop(frame, boxes[k], keypoints[k], dst=crops[k])
+        model, lut, tensor = self.model, self._lut, self._input
+        score_out, points_out = model.outputs[self._score_i], model.outputs[self._points_i]
+        logits = []
+        for k in range(n):
+            cv2.LUT(crops[k], lut, dst=tensor)
+            outputs = model.run(copy=False)  # read at once: the views change at the next run
+            logits.append(float(score_out.dequantize(outputs[self._score_i]).reshape(-1)[0]))
+            raw[k] = points_out.dequantize(outputs[self._points_i]).reshape(NUM_POINTS, 3)
+        return [self._to_mesh(raw[k], matrices[k], logits[k]) for k in range(n)]
+
+    def _to_mesh(self, raw: np.ndarray, matrix: list[list[float]], logit: float) -> FaceMesh:
         # Crop → frame: model coordinates are continuous (0 = the crop's left edge); the matrix
         # maps pixel indices (continuous - 0.5). z scales like x (the crop is a similarity).
-        inverse = cv2.invertAffineTransform(matrix)
-        points = np.empty((NUM_POINTS, 3), np.float32)
-        points[:, :2] = (raw[:, :2] - 0.5) @ inverse[:, :2].T + inverse[:, 2] + 0.5
-        points[:, 2] = raw[:, 2] * math.hypot(inverse[0, 0], inverse[1, 0])
+        # One 3×3 product in float64 does both, with the half-pixel shifts folded into the
+        # translation; the inverse is written out on the matrix's six floats.
+        (a, b, c), (d, e, f) = matrix
+        det = a * e - b * d
+        ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+        ic, if_ = -(ia * c + ib * f), -(id_ * c + ie * f)
+        to_frame = self._to_frame
+        to_frame[0, 0], to_frame[1, 0], to_frame[0, 1], to_frame[1, 1] = ia, ib, id_, ie
+        to_frame[2, 2] = math.hypot(ia, id_)
+        points64 = np.matmul(raw, to_frame, out=self._points64)
+        points64 += (ic + 0.5 - 0.5 * (ia + ib), if_ + 0.5 - 0.5 * (id_ + ie), 0.0)
         score = 1.0 / (1.0 + math.exp(-max(min(logit, 100.0), -100.0)))
-        return FaceMesh(points, score, logit >= self._logit_threshold)
+        return FaceMesh(points64.astype(np.float32), score, logit >= self._logit_threshold)
 
     def landmarks(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, FaceMesh]:
         """Face meshes for some of the tracks in `frame` (default: those matched in this frame).
@@ -157,7 +204,9 @@ class FaceLandmarker:
         mask = tracks.seen if which is None else np.asarray(which, bool)
         if mask.shape != (len(tracks),):
             raise ValueError(f"which must be a bool mask of shape ({len(tracks)},), got {mask.shape}")
-        return {int(tracks.ids[i]): self.mesh(frame, tracks.boxes[i], tracks.keypoints[i]) for i in np.flatnonzero(mask)}
+        chosen = np.flatnonzero(mask).tolist()
+        meshes = self.meshes(frame, [tracks.boxes[i] for i in chosen], [tracks.keypoints[i] for i in chosen])
+        return {int(tracks.ids[i]): mesh for i, mesh in zip(chosen, meshes)}
 
     def __repr__(self) -> str:
         return f"FaceLandmarker({self.name}, input={self.input_hw}, min_score={self.min_score})"

@@ -11,9 +11,9 @@ import pytest
 
 from edge_fer.config import load_settings
 from edge_fer.types import Frame
-from edge_fer.vision import FaceDetector
+from edge_fer.vision import FaceDetector, face_geometry
 from edge_fer.vision.action_units import intensities
-from edge_fer.vision.face_geometry import RIGID_CANONICAL, RIGID_INDICES, camera_matrix, head_pose, measures, similarity_fit
+from edge_fer.vision.face_geometry import RIGID_CANONICAL, RIGID_INDICES, camera_matrix, frontalise, head_pose, measures, similarity_fit
 from edge_fer.vision.landmarks import FaceLandmarker, FaceMesh
 
 
@@ -113,3 +113,50 @@ def test_similarity_fit_recovers_a_transform() -> None:
     target = 2.5 * source @ rotation.T + (1.0, -2.0, 3.0)
     scale, got, shift = similarity_fit(source, target)
     assert scale == pytest.approx(2.5) and np.allclose(got, rotation) and np.allclose(shift, (1.0, -2.0, 3.0))
+
+
+def measures_by_definition(points: np.ndarray) -> np.ndarray:
+    """`measures` spelled out on the frontalised mesh, as the module docstring defines them."""
+    p = frontalise(points)
+    at = face_geometry._POS
+    eyes = [(p[at[outer]] + p[at[inner]]) / 2 for outer, inner in ((33, 133), (263, 362))]
+    iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+
+    def dist(i: int, j: int) -> float:
+        return float(np.linalg.norm(p[at[i]] - p[at[j]]))
+
+    def height(points: tuple[int, ...], reference: tuple[int, ...]) -> float:
+        return -float(np.mean([p[at[i], 1] for i in points]) - np.mean([p[at[i], 1] for i in reference]))
+
+    corners = (33, 133, 263, 362)
+    eye_open = (
+        (dist(159, 145) + dist(158, 153) + dist(160, 144)) / dist(33, 133) + (dist(386, 374) + dist(385, 380) + dist(387, 373)) / dist(263, 362)
+    ) / 6
+    return (
+        np.array(
+            [
+                height((107, 55, 336, 285), corners),
+                height((70, 46, 105, 300, 276, 334), corners),
+                dist(55, 285),
+                eye_open * iod,
+                height((145, 374), corners),
+                height((117, 346), corners),
+                dist(61, 291),
+                height((61, 291), (13, 14)),
+                dist(13, 14),
+                dist(2, 17),
+            ]
+        )
+        / iod
+    )
+
+
+def test_measures_are_those_of_the_frontalised_mesh(stages: tuple[FaceDetector, FaceLandmarker], models_dir: Path) -> None:
+    """`measures` skips building the frontalised mesh; it must give what the definition gives
+    on it, to float rounding, for an upright and a rolled, shrunk real face."""
+    pixels = cv2.imread(str(models_dir / "single_face.jpg"))
+    h, w = pixels.shape[:2]
+    rolled = cv2.warpAffine(pixels, cv2.getRotationMatrix2D((w / 2, h / 2), 25, 0.7), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    for image in (pixels, rolled):
+        points = mesh_of(image, stages).points
+        np.testing.assert_allclose(measures(points), measures_by_definition(points), rtol=0, atol=1e-9)
