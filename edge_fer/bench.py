@@ -70,6 +70,23 @@ def five_faces_clip(models_dir: Path, dest_dir: Path, frames: int = 240, fps: fl
     return path
 
 
+def bench_settings(settings: Settings, *, detector: str | None = None, keep_sinks: bool = False) -> Settings:
+    """`settings` as `edge-fer bench` runs them: ``realtime`` off, the source looped unless the
+    settings say otherwise, no sinks unless `keep_sinks` (sinks given on the command line), and
+    `detector` if given, else the full-range detector for ``five-faces`` (five faces at
+    shop-window distance are beyond the short-range model)."""
+    update: dict[str, Any] = {"realtime": False}
+    if settings.source.loop is None:
+        update["loop"] = True
+    updates: dict[str, Any] = {"source": settings.source.model_copy(update=update)}
+    if not keep_sinks:
+        updates["sinks"] = ()
+    detector = detector or ("blazeface_full" if settings.source.spec == "five-faces" else None)
+    if detector:
+        updates["models"] = settings.models.model_copy(update={"detector": detector})
+    return settings.model_copy(update=updates)
+
+
 @contextmanager
 def footage(settings: Settings) -> Iterator[tuple[Settings, str, float]]:
     """The settings to bench with, a description of the footage, and the seconds spent making

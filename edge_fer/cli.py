@@ -323,24 +323,14 @@ def _progress_bar(desc: str, disable: bool) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge_fer.bench import bench, footage
+    from edge_fer.bench import bench, bench_settings, footage
     from edge_fer.runner import process_age_s
 
     t0 = time.monotonic() - process_age_s()
-    args.realtime = False
-    if not args.sinks:
-        args.sinks = []
-    settings = _settings_from_args(args)
-    if not args.sinks:
-        settings = settings.model_copy(update={"sinks": ()})
-    if settings.source.loop is None:
-        settings = settings.model_copy(update={"source": settings.source.model_copy(update={"loop": True})})
-    detector = args.detector or ("blazeface_full" if args.source == "five-faces" else None)
-    if detector:  # five faces at shop-window distance are beyond the short-range model
-        settings = settings.model_copy(update={"models": settings.models.model_copy(update={"detector": detector})})
+    settings = bench_settings(_settings_from_args(args), detector=args.detector, keep_sinks=bool(args.sinks))
     _setup_logging("warning" if args.json else settings.log_level)
-    with footage(settings) as (bench_settings, name, making_s):
-        record = bench(bench_settings, args.frames, t0=t0 + making_s, footage_name=name)
+    with footage(settings) as (footage_settings, name, making_s):
+        record = bench(footage_settings, args.frames, t0=t0 + making_s, footage_name=name)
     if args.json:
         print(json.dumps(record))
         return 0
