@@ -129,7 +129,11 @@ class MicroConfig(_Section):
     min_ms: float = Field(40.0, gt=0, le=1000, description="Shortest micro-expression reported (ms).")
     max_ms: float = Field(500.0, gt=0, le=5000, description="Longest micro-expression reported (ms); longer is a macro-expression.")
     onset: float = Field(
-        0.25, gt=0, lt=1, description="Rise of a class's raw probability above the track's own baseline that counts as a full departure."
+        0.25,
+        gt=0,
+        lt=1,
+        description="Rise of a class's raw probability above the track's own baseline that counts as a full departure "
+        "(for a class the calm face already shows: half its remaining headroom, at least 0.05).",
     )
     au_onset: float = Field(0.25, gt=0, lt=1, description="Rise of an action unit above the track's own baseline that counts as a full departure.")
     head_turn_deg: float = Field(

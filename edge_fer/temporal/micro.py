@@ -5,7 +5,11 @@ constant `baseline_s`, updated only while nothing is happening, and during a mac
 so that a sustained expression becomes the new normal):
 
 - the emotion model's **raw** (unsmoothed) class probabilities, when the face was classified in
-  this frame: ``e_p = max over non-neutral classes of (p - baseline) / onset``;
+  this frame: ``e_p = max over non-neutral classes of (p - baseline) / onset_c`` where
+  ``onset_c = min(onset, max((1 - baseline) / 2, HEADROOM_MIN))``: a class the calm face already
+  shows (a resting face the model reads as 84 % happy) cannot rise by `onset`, so half of what
+  is left to it counts as a full onset, down to a floor that keeps a saturated class's jitter
+  from counting;
 - the **action units** from the face mesh, when it was meshed in this frame, without the
   eye-closure AUs (blinks are not expressions) and without lips parting and jaw drop (AU25,
   AU26: what talking looks like): ``e_a = max over AUs of (a - baseline) / au_onset``.
@@ -51,6 +55,8 @@ EXPRESSION_AUS: tuple[str, ...] = tuple(au for au in AU_NAMES if au not in EYE_C
 #: The AUs whose rise is evidence of an expression: not eye closure (blinks), and not lips
 #: parting or the jaw dropping alone (talking).
 EVIDENCE_AUS: tuple[str, ...] = tuple(au for au in EXPRESSION_AUS if au not in ("AU25", "AU26"))
+#: Smallest onset of a class near saturation (probability noise must not pass for a rise).
+HEADROOM_MIN = 0.05
 #: Cap of each signal's normalised rise in the evidence (one signal alone can reach 1 only at 2x).
 EVIDENCE_CAP = 2.0
 #: AUs reported with a spot: those that rose at least this much at the apex.
@@ -174,7 +180,9 @@ class MicroSpotter:
         e_p = e_a = 0.0
         if state.probs is not None and state.prob_base is not None:
             prob_rise = [p - b if e else -1.0 for p, b, e in zip(state.probs, state.prob_base, self._expressive_list)]
-            e_p = max(prob_rise) / self.onset
+            # A class the resting face already shows cannot rise by `onset`: half of what is
+            # left to it counts as a full onset then.
+            e_p = max(r / min(self.onset, max((1.0 - b) / 2.0, HEADROOM_MIN)) for r, b in zip(prob_rise, state.prob_base))
         if state.aus is None or state.au_base is None:
             return e_p, prob_rise, None
         au_rise = [a - b for a, b in zip(state.aus, state.au_base)]
