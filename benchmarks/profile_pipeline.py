@@ -22,8 +22,8 @@ pyinstrument's interactive report, ``--text`` prints its text report on stderr.
 The profiler costs time: samples are charged without the profiler's own sampling work (see
 `exclude_sampling_cost`), so totals and invokes stay within a few % of an unprofiled run, but
 the call hooks still inflate code made of many small Python calls. Read the split against the
-stage means of a plain `edge-fer bench` run. Run it through /work/quiet.sh (or on an idle
-device): the figures are wall-clock times.
+stage means of a plain `edge-fer bench` run. Run it on an idle machine or device (nothing else
+busy): the figures are wall-clock times.
 """
 
 from __future__ import annotations
