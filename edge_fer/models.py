@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,14 @@ class ModelEntry:
     def path(self, models_dir: Path) -> Path:
         """Where the file lives: `models_dir` for provisioned files, the repo for bundled ones."""
         return (bundled_dir() if self.bundled else Path(models_dir)) / self.file
+
+    def contract(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The entry's model contract (its extra keys); raises `ModelError` naming every one of
+        `keys` that the manifest entry lacks."""
+        missing = [k for k in keys if k not in self.extra]
+        if missing:
+            raise ModelError(f"manifest entry {self.name!r} lacks {', '.join(missing)} (the {self.kind} model contract, see models/manifest.toml)")
+        return self.extra
 
     def onnx_path(self) -> Path | None:
         """The model's ONNX export for the ``onnx`` back-end (manifest key ``onnx``; this

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -53,11 +53,8 @@ class EmotionClassifier:
     """
 
     def __init__(self, model: Model, entry: ModelEntry) -> None:
-        contract: dict[str, Any] = entry.extra
+        contract = entry.contract(CONTRACT_KEYS)
         name = entry.name
-        missing = [k for k in CONTRACT_KEYS if k not in contract]
-        if missing:
-            raise ModelError(f"manifest entry {name!r} lacks {', '.join(missing)} (the emotion model contract, see models/manifest.toml)")
         try:
             h, w = (int(v) for v in contract["input_size"])
             self.channels = int(contract["channels"])

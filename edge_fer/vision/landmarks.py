@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -80,11 +80,8 @@ class FaceLandmarker:
     """
 
     def __init__(self, model: Model, entry: ModelEntry, min_score: float = 0.5) -> None:
-        contract: dict[str, Any] = entry.extra
+        contract = entry.contract(CONTRACT_KEYS)
         name = entry.name
-        missing = [k for k in CONTRACT_KEYS if k not in contract]
-        if missing:
-            raise ModelError(f"manifest entry {name!r} lacks {', '.join(missing)} (the landmarks model contract, see models/manifest.toml)")
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"min_score must be in (0, 1), got {min_score}")
         try:
