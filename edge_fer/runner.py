@@ -300,6 +300,30 @@ class Runner:
         return self.report
 
 
+def preflight(settings: Settings) -> None:
+    """Every check `run` makes before it opens a camera, a broker connection or a port, so that
+    ``edge-fer run --validate-config`` refuses exactly what `run` would refuse.
+
+    Raises:
+        ConfigError: a prohibited deployment, a bad dashboard address, unreadable MQTT TLS or
+            password files (exit code 2).
+        ModelError: a model name not in the manifest, or its file missing or corrupt (exit code 4).
+    """
+    from edge_fer.models import resolve
+    from edge_fer.sinks.dashboard import check_listen
+
+    settings.deployment.check_lawful()
+    models = [("detector", settings.models.detector), ("emotion", settings.models.emotion)]
+    if settings.landmarks.enabled:
+        models.append(("landmarks", settings.models.landmarks))
+    for kind, name in models:
+        resolve(name, settings.models.dir, kind)
+    if settings.dashboard.listen:
+        check_listen(settings.dashboard.listen, settings.dashboard.allow_remote)
+    if any(spec in ("mqtt", "mqtts") for spec in settings.sinks):
+        settings.mqtt.check_files()
+
+
 def run(
     settings: Settings,
     *,
@@ -323,7 +347,7 @@ def run(
         SourceError: the source cannot be opened (exit code 3).
         ConfigError: a bad setting found while building (exit code 2).
     """
-    settings.deployment.check_lawful()
+    preflight(settings)
     logger.info(
         "deployment context %s, purpose %s, controller %s, aggregates to be kept %d days",
         settings.deployment.context,

@@ -96,11 +96,8 @@ class MqttSink:
         client.on_log = self._on_log
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.resolved_password())
+        cfg.check_files()
         if cfg.tls:
-            for name in ("ca_file", "cert_file", "key_file"):
-                path = getattr(cfg, name)
-                if path is not None and not path.is_file():
-                    raise ConfigError(f"mqtt.{name}: {path} does not exist")
             try:
                 client.tls_set(
                     ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
