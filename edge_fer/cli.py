@@ -17,7 +17,14 @@ from edge_fer.errors import ConfigError, EdgeFerError
 
 logger = logging.getLogger("edge_fer")
 
-RUN_EPILOG = """\
+#: Every code the `edge-fer` command can return (errors.py maps each error class to one).
+EXIT_CODES = """\
+exit codes: 0 finished; 1 doctor found a required check failing (from any other command: a bug,
+  please report it with the log); 2 usage or config error; 3 source unavailable; 4 model unknown,
+  missing or corrupt; 5 the event queue cannot be written (disk full, read-only state_dir);
+  130 interrupted (Ctrl-C)."""
+
+RUN_EPILOG = f"""\
 examples:
   edge-fer run --source demo --max-frames 300            bundled real footage, summaries on stdout
   edge-fer run --source v4l2:0 --sink mqtt://broker.local  USB camera to a broker
@@ -27,9 +34,11 @@ examples:
 
 sources: picamera2[:N] | v4l2:N | N | video file | image folder | rtsp://… | http://… | demo
 sinks:   stdout | mqtt://[user[:password]@]host[:port] | mqtts://… (TLS); repeat --sink for several
-exit codes: 0 finished, 2 usage or config error, 3 source unavailable, 4 model missing or corrupt.
-An unreachable broker is not an error: events wait in the durable queue until it is back.
-Settings: TOML file (--config or $EDGE_FER_CONFIG) < EDGE_FER_SECTION__KEY variables < flags.
+{EXIT_CODES}
+An unreachable broker is not an error: events wait in the durable queue until it is back; a queue
+file that is not a usable queue is moved aside (queue.sqlite3.corrupt-<time>) and a new one started.
+Settings: TOML file (--config or $EDGE_FER_CONFIG) < EDGE_FER_SECTION__KEY variables < flags;
+a bad value in the file or the environment is refused even where a flag overrides it.
 """
 
 
@@ -76,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
             "On-device facial emotion analysis. Finds faces, tracks them, classifies their expressions "
             "and publishes anonymous statistics (never images) as JSON over MQTT or stdout."
         ),
+        epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edge-fer {__version__}")
@@ -105,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dashboard", metavar="HOST:PORT", help="serve a local page with live aggregates (numbers and charts only), e.g. 127.0.0.1:8080"
     )
-    run.add_argument("--validate-config", action="store_true", help="load and check the settings, print them, exit")
+    run.add_argument(
+        "--validate-config",
+        action="store_true",
+        help="check the settings as run does before opening any device (models included), print them, exit",
+    )
 
     models = sub.add_parser(
         "models",
@@ -203,7 +217,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     _setup_logging(settings.log_level)
     if args.validate_config:
-        settings.deployment.check_lawful()
+        from edge_fer.runner import preflight
+
+        preflight(settings)  # what `run` checks before it opens any device
         print(json.dumps(settings.model_dump(mode="json", exclude={"mqtt": {"password"}}), indent=2))
         return 0
     from edge_fer.runner import run

@@ -215,7 +215,9 @@ class MqttConfig(_Section):
     prefix: str = Field("edge_fer", min_length=1, description="Topic prefix; topics are <prefix>/<device_id>/…")
     keepalive_s: int = Field(30, ge=5, le=3600)
     queue_max_rows: int = Field(100_000, ge=10, description="Durable queue bound (events); the oldest are dropped past it.")
-    queue_max_bytes: int = Field(50_000_000, ge=10_000, description="Durable queue bound (payload bytes).")
+    queue_max_bytes: int = Field(
+        50_000_000, ge=1_000_000, description="Durable queue bound on disk (bytes; its files, sqlite's log included, stay within it)."
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -233,6 +235,15 @@ class MqttConfig(_Section):
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file must be given together")
         return self
+
+    def check_files(self) -> None:
+        """Raise `ConfigError` when a TLS file or the password cannot be read (checked at start)."""
+        if self.tls:
+            for name in ("ca_file", "cert_file", "key_file"):
+                path = getattr(self, name)
+                if path is not None and not path.is_file():
+                    raise ConfigError(f"mqtt.{name}: {path} does not exist")
+        self.resolved_password()
 
     def resolved_password(self) -> str | None:
         """The password from password_file, systemd credentials, or the plain setting."""
@@ -346,14 +357,40 @@ def apply_sink_url(data: dict[str, Any], spec: str) -> None:
 
 
 def format_validation_error(exc: ValidationError, origin: str) -> str:
+    return _format_errors(exc.errors(), origin)
+
+
+def _format_errors(errors: list[Any], origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
-    for err in exc.errors():
+    for err in errors:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"  {key}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "password" not in key else ""))
     return "\n".join(lines)
+
+
+def _given(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether `data` itself holds the value at `loc` (a leaf, not a section)."""
+    for part in loc:
+        if isinstance(data, Mapping) and part in data or isinstance(data, (list, tuple)) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return False
+    return not isinstance(data, Mapping)
+
+
+def _check_layer(data: dict[str, Any], origin: str) -> None:
+    """Refuse a bad value given in one layer (file, environment) even where a later layer
+    overrides it: a typo must not wait for the day the flag is dropped. Rules that span keys
+    are judged on the merged result only, since another layer may complete them."""
+    try:
+        Settings.model_validate(data)
+    except ValidationError as exc:
+        bad = [err for err in exc.errors() if err["loc"] and _given(data, tuple(err["loc"]))]
+        if bad:
+            raise ConfigError(_format_errors(bad, origin)) from None
 
 
 def load_settings(
@@ -370,8 +407,9 @@ def load_settings(
         overrides: nested dict from CLI flags, applied last.
 
     Raises:
-        ConfigError: the file is missing or not TOML, or a value is invalid; the message lists
-            every bad key with its dotted path.
+        ConfigError: the file is missing or not TOML, or a value is invalid (in the result, or
+            in the file or the environment even where a later layer overrides it); the message
+            lists every bad key with its dotted path.
     """
     environ = os.environ if environ is None else environ
     if path is None and environ.get("EDGE_FER_CONFIG"):
@@ -389,7 +427,12 @@ def load_settings(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
-    data = merge(data, env_overrides(environ))
+    if data:
+        _check_layer(data, origin)
+    env = env_overrides(environ)
+    if env:
+        _check_layer(env, "environment")
+    data = merge(data, env)
     if overrides:
         data = merge(data, overrides)
     if isinstance(data.get("sinks"), (list, tuple)):

@@ -23,7 +23,7 @@ import cv2
 from edge_fer import __version__
 from edge_fer.capture import CaptureThread, source_from_spec
 from edge_fer.config import Settings
-from edge_fer.control import Command, CommandError, CommandInbox, apply_set, parse_command
+from edge_fer.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
 from edge_fer.health import SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
 from edge_fer.sinks import Sink, build_sinks
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: While paused, frames keep flowing (the watchdog sees a live camera) at about this interval;
 #: the camera's other frames are not decoded.
 PAUSED_FRAME_INTERVAL_S = 0.5
+#: At most this many "busy" answers per frame, so that a flood of commands costs a frame little.
+BUSY_ANSWERS_PER_FRAME = 64
 
 
 def rss_mb() -> float:
@@ -111,6 +113,7 @@ class Runner:
         self.notifier = notifier or SystemdNotifier()
         self.thermal = thermal or ThermalGuard(settings.health.hot_c, settings.health.hot_fps)
         self.inbox = CommandInbox()
+        self._busy_burst = False
         self.paused = False
         self.inference_state = "ok"
         self.inference_failures = 0
@@ -130,18 +133,27 @@ class Runner:
         self.stop_event.wait(delay)
 
     def _handle_commands(self) -> None:
-        for name, payload in self.inbox.drain():
+        for name, payload, size in self.inbox.drain():
             request_id = None
             try:
-                command = parse_command(name, payload)
+                command = parse_command(name, payload, size)
                 request_id = command.request_id
                 values = self._apply(command)
                 event = cmd_result_event(name, True, "ok", request_id, **values)
             except CommandError as exc:
                 logger.warning("remote command %r refused: %s", name[:24], exc)
                 extra = {"allowed": list(exc.allowed)} if exc.allowed else {}
-                event = cmd_result_event(name, False, str(exc), request_id, **extra)
+                event = cmd_result_event(name, False, str(exc), request_id or exc.request_id, **extra)
             self._publish(event)
+        # Commands refused for want of room are answered too, a bounded number per frame.
+        busy, unanswered = self.inbox.drain_busy(BUSY_ANSWERS_PER_FRAME)
+        if busy and not self._busy_burst:
+            logger.warning("remote commands arrive faster than they are applied: the excess is answered %r", BUSY_MESSAGE)
+        self._busy_burst = bool(busy)
+        for name, request_id in busy:
+            self._publish(cmd_result_event(name, False, BUSY_MESSAGE, request_id))
+        if unanswered:
+            self._publish(cmd_result_event("*", False, f"busy: {unanswered} more commands refused, not applied", None, refused=unanswered))
 
     def _apply(self, command: Command) -> dict[str, Any]:
         if command.name == "pause":
@@ -288,6 +300,30 @@ class Runner:
         return self.report
 
 
+def preflight(settings: Settings) -> None:
+    """Every check `run` makes before it opens a camera, a broker connection or a port, so that
+    ``edge-fer run --validate-config`` refuses exactly what `run` would refuse.
+
+    Raises:
+        ConfigError: a prohibited deployment, a bad dashboard address, unreadable MQTT TLS or
+            password files (exit code 2).
+        ModelError: a model name not in the manifest, or its file missing or corrupt (exit code 4).
+    """
+    from edge_fer.models import resolve
+    from edge_fer.sinks.dashboard import check_listen
+
+    settings.deployment.check_lawful()
+    models = [("detector", settings.models.detector), ("emotion", settings.models.emotion)]
+    if settings.landmarks.enabled:
+        models.append(("landmarks", settings.models.landmarks))
+    for kind, name in models:
+        resolve(name, settings.models.dir, kind)
+    if settings.dashboard.listen:
+        check_listen(settings.dashboard.listen, settings.dashboard.allow_remote)
+    if any(spec in ("mqtt", "mqtts") for spec in settings.sinks):
+        settings.mqtt.check_files()
+
+
 def run(
     settings: Settings,
     *,
@@ -311,7 +347,7 @@ def run(
         SourceError: the source cannot be opened (exit code 3).
         ConfigError: a bad setting found while building (exit code 2).
     """
-    settings.deployment.check_lawful()
+    preflight(settings)
     logger.info(
         "deployment context %s, purpose %s, controller %s, aggregates to be kept %d days",
         settings.deployment.context,

@@ -73,3 +73,45 @@ def test_missing_and_corrupt_model_exit_4(tmp_path: Path, run_env: dict[str, str
     assert "sha256" in result.stderr
     verify = edge_fer(["models", "verify"], env, tmp_path)
     assert verify.returncode == 4 and "corrupt" in verify.stdout
+
+
+def test_every_exit_code_is_in_the_help_and_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_fer.errors import EdgeFerError
+
+    codes = {cls.exit_code for cls in (EdgeFerError, *EdgeFerError.__subclasses__())} | {0, 1, 130}
+    assert codes >= {0, 1, 2, 3, 4, 5, 130}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("Exit codes of `edge-fer`") :][:800]
+    for argv in (["--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        text = out[out.index("exit codes:") :]
+        for code in codes:
+            assert f"{code} " in text, (argv, code)
+            assert f"{code} " in section, code
+
+
+def test_validate_config_checks_what_run_checks(tmp_path: Path, run_env: dict[str, str]) -> None:
+    unknown_model = edge_fer(["run", "--validate-config"], dict(run_env, EDGE_FER_MODELS__EMOTION="nope"), tmp_path)
+    assert unknown_model.returncode == 4 and "unknown emotion 'nope'" in unknown_model.stderr
+    remote = edge_fer(["run", "--validate-config", "--dashboard", "0.0.0.0:8080"], run_env, tmp_path)
+    assert remote.returncode == 2 and "only loopback" in remote.stderr
+    missing_ca = edge_fer(
+        ["run", "--validate-config", "--sink", "mqtts://h"], dict(run_env, EDGE_FER_MQTT__CA_FILE=str(tmp_path / "ca.crt")), tmp_path
+    )
+    assert missing_ca.returncode == 2 and "mqtt.ca_file" in missing_ca.stderr
+
+
+def test_a_bad_value_in_the_file_is_an_error_even_when_a_flag_overrides_it(tmp_path: Path, run_env: dict[str, str]) -> None:
+    cfg = tmp_path / "edge-fer.toml"
+    cfg.write_text("[aggregate]\nwindow_s = -5\n")
+    result = edge_fer(["run", "--config", str(cfg), "--window", "5", "--validate-config"], run_env, tmp_path)
+    assert result.returncode == 2
+    assert "edge-fer.toml" in result.stderr and "aggregate.window_s" in result.stderr
+    env = edge_fer(["run", "--window", "5", "--validate-config"], dict(run_env, EDGE_FER_AGGREGATE__WINDOW_S="0"), tmp_path)
+    assert env.returncode == 2 and "environment" in env.stderr
+    # Rules spanning keys are judged on the result: another layer may complete them.
+    cfg.write_text('[mqtt]\npassword_file = "/run/pw"\n')
+    ok = edge_fer(["run", "--config", str(cfg), "--validate-config"], dict(run_env, EDGE_FER_MQTT__USERNAME="kiosk"), tmp_path)
+    assert ok.returncode == 0, ok.stderr

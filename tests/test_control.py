@@ -40,6 +40,35 @@ def test_malformed_commands_are_refused_with_a_reason(name: str, payload: bytes,
         parse_command(name, payload)
 
 
+@pytest.mark.parametrize(
+    ("name", "payload", "fragment"),
+    [
+        ("reboot", b'{"id": "r1"}', "unknown command"),
+        ("set", b'{"id": "r1"}', "needs at least one key"),
+        ("set", b'{"id": "r1", "mqtt.host": "evil"}', "not live-tunable"),
+        ("set", b'{"id": "r1", "aggregate.window_s": null}', "number or a string"),
+        ("pause", b'{"id": "r1", "now": 1}', "takes no arguments"),
+    ],
+)
+def test_refusals_carry_the_request_id(name: str, payload: bytes, fragment: str) -> None:
+    with pytest.raises(CommandError, match=fragment) as info:
+        parse_command(name, payload)
+    assert info.value.request_id == "r1"
+
+
+def test_types_are_strict_and_the_size_limit_is_the_whole_payload() -> None:
+    base = load_settings(environ={})
+    for values in ({"aggregate.min_faces": "3"}, {"aggregate.window_s": "5"}, {"classifier.every_n_frames": 2.5}):
+        with pytest.raises(CommandError, match=next(iter(values))):
+            apply_set(base, values)
+    assert apply_set(base, {"aggregate.window_s": 5}).aggregate.window_s == 5.0  # a whole number is a number
+    padded = b'{"aggregate.window_s": 5}' + b" " * 5000  # parses, but is too big
+    with pytest.raises(CommandError, match="5025 bytes"):
+        parse_command("set", padded)
+    with pytest.raises(CommandError, match="5025 bytes"):
+        parse_command("set", padded[:4097], size=len(padded))  # cut by the inbox: its size still counts
+
+
 def test_valid_commands() -> None:
     assert parse_command("pause", b"").name == "pause"
     assert parse_command("status", b'{"id": "r1"}').request_id == "r1"
@@ -84,11 +113,14 @@ def test_fuzzed_set_objects_are_applied_or_refused_never_crash(data: dict) -> No
     assert new.mqtt == base.mqtt  # only live keys can change
 
 
-def test_inbox_is_bounded() -> None:
-    inbox = CommandInbox(maxsize=2)
-    for _ in range(5):
-        inbox.submit("status", b"")
-    assert len(inbox.drain()) == 2 and inbox.dropped == 3
+def test_inbox_is_bounded_and_refusals_wait_for_their_busy_answer() -> None:
+    inbox = CommandInbox(maxsize=2, busy_max=2)
+    for i in range(5):
+        inbox.submit("status", f'{{"id": "c{i}"}}'.encode())
+    assert [size for _, _, size in inbox.drain()] == [12, 12] and inbox.dropped == 3
+    assert inbox.drain_busy(1) == ([("status", "c2")], 0)
+    assert inbox.drain_busy(10) == ([("status", "c3")], 1)  # c4 came past busy_max: counted
+    assert inbox.drain_busy(10) == ([], 0)
 
 
 def test_commands_round_trip_through_the_broker(broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path) -> None:
@@ -129,3 +161,63 @@ def test_commands_round_trip_through_the_broker(broker: Broker, collector: Colle
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_retained_commands_are_ignored_and_bursts_all_answered(broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path) -> None:
+    """A retained `pause` waiting on the broker, its clearing, 500 commands at once, refusals with
+    ids, and the same command twice: against the real service and a real mosquitto."""
+    prefix = "edge_fer/test-device/cmd"
+    # (A zero-length retained message would only clear the topic: the retained pause has a body.)
+    publish.single(f"{prefix}/pause", b"{}", qos=1, retain=True, hostname="127.0.0.1", port=broker.port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_fer", "run", "--source", "demo", "--sink", broker.url, "--duration", "60", "--window", "1"],
+        env=dict(run_env, EDGE_FER_AGGREGATE__STATS_INTERVAL_S="1"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def results() -> dict[str, list[dict]]:  # type: ignore[type-arg]
+        out: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+        for message in collector.topic("/cmd/result"):
+            record = message.json()
+            out.setdefault(record["id"], []).append(record)
+        return out
+
+    def ask(name: str, payload: bytes, request_id: str, retain: bool = False) -> dict:  # type: ignore[type-arg]
+        publish.single(f"{prefix}/{name}", payload, qos=1, retain=retain, hostname="127.0.0.1", port=broker.port)
+        assert collector.wait_for(lambda _: request_id in results(), 30), request_id
+        return results()[request_id][-1]
+
+    try:
+        # Summaries flow: the retained pause was not obeyed.
+        assert collector.wait_for(lambda ms: sum(m.topic.endswith("/summary") for m in ms) >= 2, 40)
+        assert ask("status", b'{"id": "s0"}', "s0")["paused"] is False
+        # Clearing it (an empty retained message, delivered live) does not pause either.
+        publish.single(f"{prefix}/pause", None, qos=1, retain=True, hostname="127.0.0.1", port=broker.port)
+        assert ask("status", b'{"id": "s1"}', "s1")["paused"] is False
+        # 500 commands at once: every one is answered once, with its id.
+        burst = [{"topic": f"{prefix}/status", "payload": f'{{"id": "b{i}"}}', "qos": 1} for i in range(500)]
+        publish.multiple(burst, hostname="127.0.0.1", port=broker.port)  # type: ignore[arg-type]
+        assert collector.wait_for(lambda _: sum(f"b{i}" in results() for i in range(500)) == 500, 60)
+        answers = results()
+        assert all(len(answers[f"b{i}"]) == 1 for i in range(500))
+        busy = [answers[f"b{i}"][0] for i in range(500) if not answers[f"b{i}"][0]["ok"]]
+        assert all(r["message"].startswith("busy") for r in busy)
+        # Refusals echo the id; strings are not numbers; the whole payload counts.
+        assert "not live-tunable" in ask("set", b'{"id": "e1", "mqtt.host": "x"}', "e1")["message"]
+        assert "unknown command" in ask("reboot", b'{"id": "e2"}', "e2")["message"]
+        typed = ask("set", b'{"id": "e3", "aggregate.min_faces": "3"}', "e3")
+        assert not typed["ok"] and "aggregate.min_faces" in typed["message"]
+        publish.single(f"{prefix}/set", b'{"aggregate.min_faces": 3}' + b" " * 5000, qos=1, hostname="127.0.0.1", port=broker.port)
+        assert collector.wait_for(lambda _: any("5026 bytes" in r["message"] for r in results().get(None, [])), 30)
+        # The same command twice is harmless.
+        assert ask("pause", b'{"id": "p1"}', "p1")["ok"] and ask("pause", b'{"id": "p2"}', "p2")["ok"]
+        assert ask("status", b'{"id": "s2"}', "s2")["paused"] is True
+        assert ask("resume", b'{"id": "r1"}', "r1")["ok"] and ask("resume", b'{"id": "r2"}', "r2")["ok"]
+        assert ask("status", b'{"id": "s3"}', "s3")["paused"] is False
+        assert collector.wait_for(lambda ms: any(m.topic.endswith("/stats") and m.json()["commands_retained_ignored"] == 2 for m in ms), 30)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.count("ignoring retained message") == 1  # logged once
+    assert "Traceback" not in err

@@ -323,3 +323,27 @@ def test_stats_keep_coming_while_the_camera_is_away(models_dir: Path) -> None:
     assert report.frames == 0
     stats = [json.loads(line) for line in stream.getvalue().splitlines() if "/stats" in line]
     assert len(stats) >= 2 and stats[-1]["source_state"] == "reconnecting"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "folder"])
+def test_a_corrupt_queue_is_moved_aside_and_the_device_runs(broker: Broker, run_env: dict[str, str], tmp_path: Path, damage: str) -> None:
+    """Under systemd a queue that fails to open would be a restart loop: it is set aside instead."""
+    state = Path(run_env["EDGE_FER_STATE_DIR"])
+    state.mkdir(parents=True)
+    if damage == "garbage":
+        (state / "queue.sqlite3").write_bytes(os.urandom(50_000))
+    else:
+        (state / "queue.sqlite3").mkdir()
+    collector = Collector(broker.port)
+    try:
+        result = edge_fer(
+            ["run", "--source", "demo", "--sink", broker.url, "--max-frames", "40", "--window", "0.5", "--realtime", "off"], run_env, tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        assert "moved it aside" in result.stderr
+        (aside,) = state.glob("queue.sqlite3.corrupt-*")
+        assert aside.is_dir() if damage == "folder" else aside.stat().st_size == 50_000
+        assert collector.wait_for(lambda ms: sum(m.topic.endswith("/summary") for m in ms) >= 1, 30)
+        assert queued(state) == 0  # the new queue works and was drained
+    finally:
+        collector.close()

@@ -4,9 +4,16 @@ Events are deleted from the queue only when the broker acknowledges them (QoS 1 
 the broker is unreachable they wait on disk; after a reconnect the unacknowledged ones are sent
 again in order (consumers drop duplicates by `seq`). `publish` never blocks on the network.
 
-Session choice: ``clean_session=True``. Our own durable queue, not the broker's session, is
-what guarantees delivery, so no broker-side state is needed and a re-flashed device with the
-same id starts clean.
+Session choice: MQTT 5 with a clean start and no session expiry. Our own durable queue, not
+the broker's session, is what guarantees delivery, so no broker-side state is needed and a
+re-flashed device with the same id starts clean. MQTT 5 because its subscription option
+*retain as published* is the only way to tell a retained command (or the empty retained message
+that clears one) from a live request: commands are requests, never state, so retained ones are
+ignored.
+
+Retained state (availability, the privacy record, Home Assistant discovery) is published again on
+every connect: a broker restarted without persistence, or a privacy record dropped from a full
+queue, never leaves it missing.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_fer.config import Settings
 from edge_fer.errors import ConfigError
@@ -29,6 +37,11 @@ from edge_fer.sinks.queue import DurableQueue
 logger = logging.getLogger(__name__)
 
 INFLIGHT_MAX = 20
+RECONNECT_MIN_S = 1
+#: paho messages about a connection that is down: an expected state, reported once by our own
+#: state changes (and in stats), so these go to DEBUG instead of an ERROR per retry.
+_RECONNECT_NOISE = ("Client is not connected", "failed to receive on socket", "timeout on socket")
+_paho_logger = logging.getLogger("edge_fer.sinks.paho")
 
 
 class MqttSink:
@@ -63,6 +76,12 @@ class MqttSink:
         self._connected_once = False
         self._command_handler: Callable[[str, bytes], None] | None = None
         self.commands_subscribed = threading.Event()
+        self.retained_commands_ignored = 0
+        self.connect_failures = 0  # failed attempts since the connection was last up
+        self._down_since: float | None = time.monotonic()
+        # The latest retained event per topic, with its queue row: sent again on each connect
+        # unless the row is still queued (then the drain sends it, in order).
+        self._retained: dict[str, tuple[int, Event]] = {}
         # Retained configs (re)announced on every connect: Home Assistant discovery.
         from edge_fer.sinks.homeassistant import discovery_events
 
@@ -71,17 +90,14 @@ class MqttSink:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"edge-fer-{settings.device_id}",
-            clean_session=True,
+            protocol=mqtt.MQTTv5,
             reconnect_on_failure=True,
         )
-        client.enable_logger(logging.getLogger("edge_fer.sinks.paho"))
+        client.on_log = self._on_log
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.resolved_password())
+        cfg.check_files()
         if cfg.tls:
-            for name in ("ca_file", "cert_file", "key_file"):
-                path = getattr(cfg, name)
-                if path is not None and not path.is_file():
-                    raise ConfigError(f"mqtt.{name}: {path} does not exist")
             try:
                 client.tls_set(
                     ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
@@ -95,7 +111,8 @@ class MqttSink:
         # paho backs off exponentially between min and max; a random cap per device keeps a
         # fleet from reconnecting in lock-step after the broker comes back (jitter), and the
         # cap keeps a device at most ~20 s behind a broker that is back.
-        client.reconnect_delay_set(min_delay=1, max_delay=random.randint(10, 20))
+        self.reconnect_max_s = random.randint(10, 20)
+        client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=self.reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -103,7 +120,7 @@ class MqttSink:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._client = client
-        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=True)
         client.loop_start()
         self._thread = threading.Thread(target=self._drain, name="edge-fer-mqtt", daemon=True)
         self._thread.start()
@@ -115,31 +132,58 @@ class MqttSink:
             self.state = state
             logger.log(level, "MQTT %s:%d: %s", self.host, self.port, message)
 
+    def _on_log(self, _client: mqtt.Client, _u: Any, level: int, message: str) -> None:
+        py_level = mqtt.LOGGING_LEVEL.get(mqtt.LogLevel(level), logging.DEBUG)
+        if message.startswith(_RECONNECT_NOISE):
+            py_level = logging.DEBUG
+        if _paho_logger.isEnabledFor(py_level):
+            _paho_logger.log(py_level, "%s", message)
+
+    def _subscribe_commands(self, client: mqtt.Client) -> None:
+        # Retain as published: a retained command keeps its flag even when it arrives live, so
+        # it is recognised (and ignored) in every case, clearing messages included.
+        client.subscribe(f"{self.prefix}/cmd/+", options=SubscribeOptions(qos=1, retainAsPublished=True))
+
     def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
+            self.connect_failures += 1
             # A refused CONNACK (bad credentials, not authorised) is never "connected".
             state = "auth_failed" if reason.value in (0x86, 0x87, 4, 5, 134, 135) else "refused"
-            self._set_state(state, f"connection refused: {reason}; retrying with back-off", logging.ERROR)
+            hint = "; it must speak MQTT 5 (mosquitto 1.6 or later does)" if reason.value == 0x84 else ""
+            self._set_state(state, f"connection refused: {reason}{hint}; retrying with back-off", logging.ERROR)
             return
         if self._connected_once:
             self.reconnects += 1
         self._connected_once = True
+        self.connect_failures = 0
+        self._down_since = None
         online = availability_event(True)
         client.publish(f"{self.prefix}/{online.topic}", online.body(), qos=1, retain=True)
         for event in self._on_connect_events:
             client.publish(event.topic, event.body(), qos=event.qos, retain=event.retain)
+        for row_id, stamped in list(self._retained.values()):
+            if not self.queue.contains(row_id):  # acknowledged long ago, or dropped from a full queue
+                client.publish(f"{self.prefix}/{stamped.topic}", stamped.body(), qos=stamped.qos, retain=True)
         if self._command_handler is not None:
-            client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+            self._subscribe_commands(client)
         self._generation += 1  # the drain thread resends everything not yet acknowledged, in order
         self._set_state("connected", "connected")
         self._wake.set()
 
     def _on_connect_fail(self, _client: mqtt.Client, _u: Any) -> None:
-        self._set_state("disconnected", "broker unreachable; events are queued and will be sent when it is back", logging.WARNING)
+        self.connect_failures += 1
+        self._set_state(
+            "disconnected",
+            f"broker unreachable; events are queued and will be sent when it is back (retrying every {RECONNECT_MIN_S} s "
+            f"doubling to {self.reconnect_max_s} s; see stats mqtt_retries)",
+            logging.WARNING,
+        )
 
     def _on_disconnect(self, _client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._generation += 1
         self.commands_subscribed.clear()
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         if not self._closing.is_set() and self.state == "connected":
             self._set_state("disconnected", f"disconnected ({reason}); events are queued until it is back", logging.WARNING)
         self._wake.set()
@@ -159,16 +203,28 @@ class MqttSink:
         name = message.topic.rsplit("/", 1)[-1]
         if handler is None or not message.topic.startswith(f"{self.prefix}/cmd/") or name == "result":
             return
+        if message.retain:
+            # A retained command would be obeyed again after every restart and reconnect.
+            self.retained_commands_ignored += 1
+            if self.retained_commands_ignored == 1:
+                logger.warning(
+                    "MQTT: ignoring retained message on %s (commands are requests, not state; further ones are ignored "
+                    "silently): clear it with `mosquitto_pub -r -n -t %s` and send commands without -r",
+                    message.topic[:128],
+                    message.topic[:128],
+                )
+            return
         try:
-            handler(name, bytes(message.payload[:4096]))
+            handler(name, bytes(message.payload))
         except Exception:  # noqa: BLE001 - a bad command must never kill paho's network thread
             logger.exception("MQTT: command %r failed", name[:64])
 
     def set_command_handler(self, handler: Callable[[str, bytes], None]) -> None:
-        """Receive ``(name, payload)`` for messages on ``<prefix>/cmd/<name>``."""
+        """Receive ``(name, payload)`` for messages on ``<prefix>/cmd/<name>`` (whole payloads: the
+        handler judges their size); retained messages are ignored."""
         self._command_handler = handler
         if self.state == "connected":
-            self._client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+            self._subscribe_commands(self._client)
 
     # -- the drain thread -----------------------------------------------------------------
     def _drain(self) -> None:
@@ -209,7 +265,9 @@ class MqttSink:
     def publish(self, event: Event) -> None:
         """Queue `event` durably (or, for stats, publish it if connected) and return at once."""
         if event.durable:
-            self.queue.put(event)
+            row_id, stamped = self.queue.put_row(event)
+            if event.retain:
+                self._retained[event.topic] = (row_id, stamped)
             self._wake.set()
             return
         if self.state != "connected":
@@ -221,6 +279,7 @@ class MqttSink:
         self._client.publish(f"{self.prefix}/{stamped.topic}", stamped.body(), qos=stamped.qos, retain=stamped.retain)
 
     def health(self) -> dict[str, Any]:
+        down = self._down_since
         return {
             "mqtt_state": self.state,
             "queue_depth": self.queue.depth(),
@@ -228,6 +287,11 @@ class MqttSink:
             "mqtt_published": self.published,
             "mqtt_acked": self.acked,
             "mqtt_reconnects": self.reconnects,
+            # Back-off state while the broker is away (0 while connected).
+            "mqtt_retries": self.connect_failures,
+            "mqtt_retry_delay_s": min(RECONNECT_MIN_S * 2 ** (self.connect_failures - 1), self.reconnect_max_s) if self.connect_failures else 0,
+            "mqtt_down_s": 0.0 if down is None else round(time.monotonic() - down, 1),
+            "commands_retained_ignored": self.retained_commands_ignored,
         }
 
     def close(self, timeout_s: float = 5.0) -> None:

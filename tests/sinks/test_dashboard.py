@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from edge_fer.errors import ConfigError
-from edge_fer.sinks.dashboard import PAGE, DashboardSink
+from edge_fer.sinks.dashboard import PAGE, WORKERS, DashboardSink, allowed_hosts, host_allowed
 from tests.conftest import free_port, wait_until
 
 
@@ -75,3 +77,72 @@ def _summaries(url: str) -> int:
         return len(get_json(url + "api/state")["summaries"])
     except OSError:
         return 0
+
+
+def _request(port: int, host: str | None, timeout_s: float = 30.0) -> int:
+    """HTTP status of ``GET /api/state`` with this Host header (None: no Host header)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+        header = f"Host: {host}\r\n" if host is not None else ""
+        conn.sendall(f"GET /api/state HTTP/1.0\r\n{header}\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_requests_for_another_host_are_refused() -> None:
+    """DNS rebinding: a page whose own domain now points at 127.0.0.1 sends its own Host."""
+    port = free_port()
+    sink = DashboardSink(f"127.0.0.1:{port}", "d")
+    try:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert _request(port, host) == 200, host
+        for host in ("rebind.example.com", f"rebind.example.com:{port}", f"127.0.0.1.evil.example:{port}", None, ""):
+            assert _request(port, host) == 403, host
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize(
+    ("listen", "header", "allowed"),
+    [
+        ("192.168.1.20", "192.168.1.20:8080", True),
+        ("192.168.1.20", "10.0.0.1:8080", False),
+        ("0.0.0.0", "10.0.0.1:8080", True),  # any address of the device: an IP literal
+        ("0.0.0.0", f"{socket.gethostname()}.local:8080", True),
+        ("0.0.0.0", "kiosk.example.com", False),
+        ("::", "[fe80::1]:8080", True),
+    ],
+)
+def test_host_rule_for_remote_listen_addresses(listen: str, header: str, allowed: bool) -> None:
+    assert host_allowed(header, allowed_hosts(listen)) is allowed
+
+
+def test_under_load_every_request_is_answered_and_silent_connections_hold_no_thread() -> None:
+    port = free_port()
+    sink = DashboardSink(f"127.0.0.1:{port}", "d")
+    silent: list[socket.socket] = []
+    try:
+        threads_before = threading.active_count()
+        for _ in range(100):  # half-open clients: connected, never a byte
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        statuses: list[int] = []
+        barrier = threading.Barrier(200)
+
+        def client() -> None:
+            barrier.wait()
+            statuses.append(_request(port, f"127.0.0.1:{port}"))
+
+        clients = [threading.Thread(target=client) for _ in range(200)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(60)
+        assert statuses.count(200) == 200  # 200 at once, while 100 silent connections are open
+        assert threading.active_count() - threads_before <= WORKERS + 1  # the pool and the watcher
+        for conn in silent:  # each is closed by the server once it has been silent too long
+            assert conn.recv(1) == b""
+    finally:
+        for conn in silent:
+            conn.close()
+        sink.close()

@@ -121,7 +121,7 @@ def test_malformed_commands_never_kill_the_network_thread(broker: Broker, collec
     for payload in (b"\xff\xfe garbage", b"{", b"x" * 100_000, b'{"ok": 1}'):
         publish.single("edge_fer/dev1/cmd/set", payload, qos=1, hostname="127.0.0.1", port=broker.port)
     assert wait_until(lambda: len(received) == 4)
-    assert len(received[2][1]) == 4096  # oversized payloads are cut before the handler sees them
+    assert len(received[2][1]) == 100_000  # whole: the size limit applies to the whole payload
     sink.publish(Event("summary", {"frames": 99}))
     assert collector.wait_for(lambda ms: any(m.topic.endswith("/summary") for m in ms))
     sink.close()
@@ -137,3 +137,63 @@ def test_stdout_sink_prints_json_lines(tmp_path: Path) -> None:
     (line,) = stream.getvalue().splitlines()
     record = json.loads(line)
     assert record["topic"] == "edge_fer/d/summary" and record["seq"] == 1 and record["frames"] == 1
+
+
+def test_retained_state_is_published_again_on_every_connect(tmp_path: Path) -> None:
+    """The privacy record dropped from a full queue, and a broker restarted without persistence
+    (its retained messages gone): both times the record is back on the broker after the connect."""
+    from edge_fer.sinks.payloads import privacy_event
+    from tests.conftest import free_port
+
+    broker = Broker(port=free_port(), workdir=tmp_path)
+    settings = settings_for(broker, tmp_path, queue_max_rows=10)
+    sink = MqttSink(settings)  # the broker is not there yet
+    try:
+        assert wait_until(lambda: sink.state == "disconnected")
+        sink.publish(privacy_event(settings))
+        for i in range(20):
+            sink.publish(Event("summary", {"frames": i}))
+        assert sink.queue.dropped == 11  # the privacy record among them
+        broker.start()
+        assert wait_until(lambda: sink.state == "connected" and sink.queue.depth() == 0, 40)
+        late = Collector(broker.port)  # subscribes after the fact: sees only what is retained
+        assert late.wait_for(lambda ms: any(m.topic.endswith("/privacy") and m.retain for m in ms), 10)
+        late.close()
+        broker.stop()  # no persistence: the broker forgets every retained message
+        assert wait_until(lambda: sink.state == "disconnected")
+        broker.start()
+        assert wait_until(lambda: sink.state == "connected", 40)
+        again = Collector(broker.port)
+        assert again.wait_for(lambda ms: any(m.topic.endswith("/privacy") and m.retain for m in ms), 10)
+        assert again.topic("/privacy")[-1].json()["images_leave_device"] is False
+        again.close()
+    finally:
+        sink.close(timeout_s=1)
+        broker.stop()
+
+
+def test_an_absent_broker_is_reported_once_with_back_off_in_stats(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from tests.conftest import free_port
+
+    caplog.set_level(logging.DEBUG, logger="edge_fer")
+    broker = Broker(port=free_port(), workdir=tmp_path)
+    broker.start()
+    sink = MqttSink(settings_for(broker, tmp_path))
+    try:
+        assert wait_until(lambda: sink.state == "connected")
+        broker.kill()
+        assert wait_until(lambda: sink.health()["mqtt_retries"] >= 3, 30)  # attempts 1 s, 2 s, 4 s apart
+        health = sink.health()
+        assert health["mqtt_state"] == "disconnected" and health["mqtt_down_s"] > 0
+        assert health["mqtt_retry_delay_s"] >= 4
+        broker.start()
+        assert wait_until(lambda: sink.state == "connected", 40)
+        assert sink.health()["mqtt_retries"] == 0 and sink.health()["mqtt_down_s"] == 0
+    finally:
+        sink.close(timeout_s=1)
+        broker.stop()
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelname for r in problems] == ["WARNING"], [r.getMessage() for r in problems]  # the outage, once
+    assert "events are queued until it is back" in problems[0].getMessage()

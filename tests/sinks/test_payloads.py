@@ -104,3 +104,17 @@ def test_new_fields_are_scalars_only() -> None:
         assert "head_pose" not in text and "landmark" not in text and "yaw" not in text
     with pytest.raises(PublishError):  # a mistake that put a mesh into the AUs could not pass
         micro_event(MicroExpression(2, "surprise", 10.0, 10.1, 10.3, 0.8, action_units={"AU1": [0.1] * 1404}))  # type: ignore[dict-item]
+
+
+def test_the_readme_summary_example_matches_the_payload() -> None:
+    """The README's first example is what users copy into their consumers."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index('{"topic": "edge_fer/kiosk/summary"')
+    example = json.loads(readme[start : readme.index("```", start)])
+    payload = summary_event(SUMMARY).stamped("kiosk", 12).payload
+    assert payload is not None
+    assert set(example) - {"topic"} <= set(payload)
+    assert set(example["window"]) == set(payload["window"])
+    assert set(example["faces"]) <= set(payload["faces"])
