@@ -12,11 +12,12 @@ PYTEST_ARGS ?= -q
 VENV_FLAGS ?= $(if $(wildcard /usr/lib/python3/dist-packages/picamera2),--system-site-packages,)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test install models test-packages lint clean help
+.PHONY: demo test install models test-packages lint clean help check-ha
 
 help:
 	@echo "make demo   install edge-fer in $(VENV), fetch the models, run the demo (summaries on stdout)"
 	@echo "make test   the same set-up plus mosquitto, then the test suite"
+	@echo "make check-ha  the discovery against a real Home Assistant (pinned, cached in ~/.cache/edge-fer/ha-venv)"
 
 demo: install models
 	$(BIN)/edge-fer run $(DEMO_ARGS)
@@ -51,6 +52,11 @@ test-packages:
 	  echo "installing$$missing from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# Not part of `make test`: installs a pinned Home Assistant (once, ~600 MB) and runs edge-fer
+# against it for about a minute (tests/integration/check_ha.py says what it asserts).
+check-ha: install models test-packages
+	$(BIN)/python -m tests.integration.check_ha
 
 lint: install
 	$(BIN)/python -m ruff check edge_fer tests

@@ -32,7 +32,8 @@ setup(
         # created with --system-site-packages; this extra is for other set-ups.
         "pi": ["picamera2>=0.3.12"],
         # Linters pinned: a new release with new rules must not turn CI red by itself.
-        "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff==0.17.6", "mypy==2.4.1"],
+        # Jinja2: the tests render the Home Assistant discovery templates with the engine HA uses.
+        "dev": ["pytest>=7.4", "hypothesis>=6.80", "ruff==0.17.6", "mypy==2.4.1", "jinja2>=3.1"],
         "eval": ["matplotlib>=3.7", "tqdm>=4.60"],
         # Run time: the `onnx` back-end (on a Jetson use NVIDIA's onnxruntime-gpu wheel instead).
         "onnx": ["onnxruntime>=1.17"],

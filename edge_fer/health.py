@@ -1,4 +1,4 @@
-"""Health edges: systemd readiness and watchdog, SoC temperature and throttling, frame-rate guard."""
+"""Health edges: systemd readiness and watchdog, SoC temperature and throttling, frame-rate guard and meter."""
 
 from __future__ import annotations
 
@@ -155,3 +155,48 @@ class ThermalGuard:
                     self.hot = False
                     logger.info("SoC cooled to %.1f °C: full frame rate again", self.temperature_c)
         return 1.0 / self.hot_fps if self.hot else 0.0
+
+
+@dataclass
+class FrameRateMeter:
+    """Frames per second between two health reports, never over a single frame.
+
+    The clock starts at the first processed frame, so model loading and camera start-up are not
+    counted as frame time, and `rate` answers None until at least `min_interval_s` has passed:
+    the first stats after a start (published right after the first frame) carry ``fps: null``
+    instead of one frame divided by the start-up time.
+
+    Args:
+        min_interval_s: the shortest interval (s) a rate is given over.
+
+    Example:
+        >>> meter = FrameRateMeter(min_interval_s=2.0)
+        >>> for i in range(49):
+        ...     meter.frame(10.0 + i / 24)
+        >>> meter.rate(10.0), meter.rate(12.0)
+        (None, 24.0)
+    """
+
+    min_interval_s: float = 2.0
+    _since: float | None = None
+    _frames: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_interval_s <= 0:
+            raise ValueError(f"min_interval_s must be > 0, got {self.min_interval_s}")
+
+    def frame(self, t: float) -> None:
+        """Count one processed frame at monotonic time `t` (s)."""
+        if self._since is None:
+            self._since = t
+            return
+        self._frames += 1
+
+    def rate(self, t: float) -> float | None:
+        """Frames per second since the first frame or the last rate given, then start a new
+        interval at `t`; None (and the interval goes on) while it is shorter than `min_interval_s`."""
+        if self._since is None or t - self._since < self.min_interval_s:
+            return None
+        fps = self._frames / (t - self._since)
+        self._since, self._frames = t, 0
+        return fps

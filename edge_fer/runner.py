@@ -24,7 +24,7 @@ from edge_fer import __version__
 from edge_fer.capture import CaptureThread, source_from_spec
 from edge_fer.config import Settings
 from edge_fer.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
-from edge_fer.health import SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
+from edge_fer.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
 from edge_fer.sinks import Sink, build_sinks
 from edge_fer.sinks.payloads import Event, cmd_result_event, micro_event, privacy_event, stats_event, summary_event, track_event
@@ -109,6 +109,7 @@ class Runner:
         self.report = RunReport()
         self._started = started_at if started_at is not None else time.monotonic()
         self._last_stats = 0.0
+        self.fps_meter = FrameRateMeter()
         self.on_result: Callable[[FrameResult], None] | None = None
         self.notifier = notifier or SystemdNotifier()
         self.thermal = thermal or ThermalGuard(settings.health.hot_c, settings.health.hot_fps)
@@ -196,13 +197,18 @@ class Runner:
             self.report.summaries += 1
 
     def stats(self) -> dict[str, Any]:
-        """Health numbers for `<prefix>/stats`: whitelisted scalars and small dicts only."""
+        """Health numbers for `<prefix>/stats`: whitelisted scalars and small dicts only.
+
+        ``fps`` is the rate since the previous stats (null until 2 s of frames: see
+        `FrameRateMeter`); each call starts a new interval, so call it only to publish.
+        """
         cap = self.capture.stats()
+        fps = self.fps_meter.rate(time.monotonic())
         stats: dict[str, Any] = {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "frames": self.report.frames,
-            "fps": round(self.report.frames / max(time.monotonic() - self._started, 1e-9), 2),
+            "fps": None if fps is None else round(fps, 2),
             "dropped_frames": int(cap.get("dropped", 0)),
             "source_state": str(cap.get("state", "")),
             "source_reopens": int(cap.get("reopens", 0)),
@@ -258,6 +264,7 @@ class Runner:
                     self.notifier.frame_processed(time.monotonic(), "paused")  # frames still flow
                     # ...but a few per second are enough for that: the others are not decoded
                     self.capture.defer(time.monotonic() + PAUSED_FRAME_INTERVAL_S)
+                    self._maybe_stats()  # stats go on while paused (`paused: true`, fps 0)
                     continue
                 frame_start = time.monotonic()
                 try:
@@ -273,6 +280,7 @@ class Runner:
                     self.inference_state = "ok"
                 last_t = frame.t
                 self.report.frames += 1
+                self.fps_meter.frame(time.monotonic())
                 self.report.faces += len(result.observations)
                 if self.report.startup_s is None:
                     self.report.startup_s = time.monotonic() - self._started

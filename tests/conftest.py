@@ -256,3 +256,28 @@ def write_clip(frames: list[tuple[float, object]], path: Path, fps: float) -> Pa
         writer.write(pixels)
     writer.release()
     return path
+
+
+def leaving_clip(models_dir: Path, face_s: float, empty_s: float) -> tuple[list[tuple[float, object]], float]:
+    """(t, BGR frame) of a clip made from the provisioned demo footage (never committed): the
+    actress for `face_s`, then `empty_s` of the same room without her — the wooden wall at the
+    left of the first frame (no face in it), mirrored to fill the frame. Returns the frames and
+    the footage's frame rate."""
+    import cv2
+    import numpy as np
+
+    from edge_fer.models import asset_path
+
+    cap = cv2.VideoCapture(str(asset_path(models_dir, "demo_video")))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 24.0
+    frames: list[tuple[float, object]] = []
+    for i in range(int(face_s * fps)):
+        ok, pixels = cap.read()
+        assert ok, "the demo footage ended early"
+        frames.append((i / fps, pixels))
+    cap.release()
+    wall = frames[0][1][:, :220]  # type: ignore[index]
+    empty = np.ascontiguousarray(np.hstack([wall, wall[:, ::-1], wall])[:, :640])
+    start = len(frames)
+    frames += [((start + i) / fps, empty) for i in range(int(empty_s * fps))]
+    return frames, fps

@@ -35,7 +35,7 @@ ALLOWED_KEYS = {
     # homeassistant/sensor/<device>_<metric>/config: static discovery metadata
     "name", "unique_id", "state_topic", "value_template", "availability_topic", "payload_available",
     "payload_not_available", "icon", "identifiers", "model", "manufacturer", "sw_version", "unit_of_measurement",
-    "state_class",
+    "state_class", "device_class", "suggested_display_precision", "entity_category", "options",
 }  # fmt: skip
 
 
