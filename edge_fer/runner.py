@@ -107,7 +107,6 @@ class Runner:
         self.report = RunReport()
         self._started = started_at if started_at is not None else time.monotonic()
         self._last_stats = 0.0
-        self.on_result: Callable[[FrameResult], None] | None = None
         self.notifier = notifier or SystemdNotifier()
         self.thermal = thermal or ThermalGuard(settings.health.hot_c, settings.health.hot_fps)
         self.inbox = CommandInbox()
@@ -266,8 +265,6 @@ class Runner:
                     self.report.startup_s = time.monotonic() - self._started
                     logger.info("first frame processed %.2f s after start", self.report.startup_s)
                 self._emit(result)
-                if self.on_result is not None:
-                    self.on_result(result)
                 self._maybe_stats()
                 now = time.monotonic()
                 self.notifier.frame_processed(now, f"{self.report.frames} frames")

@@ -149,10 +149,6 @@ class DurableQueue:
         with self._lock:
             return self._depth_unlocked()
 
-    def size_bytes(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0])
-
     @property
     def dropped(self) -> int:
         with self._lock:
