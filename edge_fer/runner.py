@@ -1,6 +1,8 @@
 """The runner: owns the capture thread, the main inference loop, the sinks, stats and shutdown.
 
-Start order: models → source → sinks → capture thread → loop; stop in reverse. One
+Start order (`run`): models → source and capture thread (the first open raises at once) → sinks →
+loop. Stop: the loop ends and publishes the partial window, then the capture thread and the
+source stop, then the sinks close, last, so that the final summary and stats still go out. One
 `stop_event` ends everything; every blocking call has a timeout.
 """
 

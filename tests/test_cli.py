@@ -73,3 +73,12 @@ def test_missing_and_corrupt_model_exit_4(tmp_path: Path, run_env: dict[str, str
     assert "sha256" in result.stderr
     verify = edge_fer(["models", "verify"], env, tmp_path)
     assert verify.returncode == 4 and "corrupt" in verify.stdout
+
+
+def test_bench_help_names_every_timed_stage() -> None:
+    from edge_fer.cli import build_parser
+    from edge_fer.pipeline import STAGES
+
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command")
+    description = subcommands.choices["bench"].description  # type: ignore[index]
+    assert [stage for stage in STAGES if stage not in description] == []
