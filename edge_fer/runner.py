@@ -154,14 +154,8 @@ class Runner:
             logger.info("resumed by remote command")
         elif command.name == "set":
             new = apply_set(self.settings, command.values)
-            pipeline = self.pipeline
-            pipeline.aggregator.window_s = new.aggregate.window_s
-            pipeline.aggregator.min_faces = new.aggregate.min_faces
-            pipeline.detector.score_threshold = new.detector.score_threshold
-            pipeline.every_n_frames = new.classifier.every_n_frames
-            pipeline.smoother.tau_s = new.classifier.smoothing_s
-            pipeline.min_confidence = new.classifier.min_confidence
-            self.settings = new
+            self.pipeline.apply(new)
+            self.settings = new  # what the runner itself reads (privacy_level) follows here
             self._publish(privacy_event(new))  # the retained audit record follows the live settings
             logger.info("settings changed by remote command: %s", ", ".join(f"{k}={v}" for k, v in command.values.items()))
             return {"applied": {k: v for k, v in command.values.items()}}
