@@ -161,6 +161,7 @@ def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 1 and "[FAIL] source v4l2:9" in result.stdout and "v4l2-ctl" in result.stdout
 
 
+@pytest.mark.integration  # a subprocess
 def test_compare_fer_without_fer_says_how_to_install_it(tmp_path: Path) -> None:
     """The fer library is never our dependency: without its environment the comparison script
     explains how to make one and exits cleanly."""

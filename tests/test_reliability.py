@@ -40,6 +40,7 @@ def make_server_cert(directory: Path, ca_key: Path, ca_cert: Path) -> tuple[Path
     return key, cert
 
 
+@pytest.mark.integration  # a subprocess
 def test_tls_with_test_made_certificates(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ca_key, ca_cert = make_ca(tmp_path, "test-ca")
     server_key, server_cert = make_server_cert(tmp_path, ca_key, ca_cert)
