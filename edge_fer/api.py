@@ -106,7 +106,7 @@ class FrameAnalysis:
         micro_expressions: micro-expressions that ended on this frame.
         ended_tracks: faces that left the view on this frame, with how long they stayed and
             what they mostly showed.
-        image: the frame's BGR pixels (``(H, W, 3)`` uint8), for drawing or saving in your own
+        image: the frame's BGR pixels (``(H, W, 3)`` uint8), for drawing or showing in your own
             code; None for the closing result.
     """
 
