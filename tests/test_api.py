@@ -182,12 +182,16 @@ def test_a_finite_source_ends_with_the_partial_window(env: Path, tmp_path: Path)
 
 
 def test_stop_from_another_thread_ends_the_iteration(env: Path) -> None:
+    stopper = None
     with edge_fer.Analyzer("demo", source__realtime=False) as analyzer:
-        timer = threading.Timer(0.5, analyzer.stop)
-        timer.start()
-        frames = sum(1 for _ in analyzer)  # the demo loops forever: only stop() ends this
-        timer.join()
-    assert frames > 0
+        for frames, _ in enumerate(analyzer, 1):  # the demo loops forever: only stop() ends this
+            if frames == 3:
+                stopper = threading.Thread(target=analyzer.stop)
+                stopper.start()
+            assert frames < 1000, "stop() did not end the iteration"
+    assert stopper is not None
+    stopper.join()
+    assert frames >= 3
 
 
 def test_sources_and_models_that_are_not_there_are_clear_errors(env: Path, tmp_path: Path) -> None:
