@@ -2,6 +2,7 @@
 #   make demo   set up everything (venv, package, models, demo footage) and run the demo pipeline
 #   make test   set up everything the tests need (mosquitto too) and run the test suite
 # Both are idempotent: the second run only does what is missing.
+#   make unit   the fast lane while developing: the tests that need no broker, subprocess or browser
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,11 +13,12 @@ PYTEST_ARGS ?= -q
 VENV_FLAGS ?= $(if $(wildcard /usr/lib/python3/dist-packages/picamera2),--system-site-packages,)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test install models test-packages lint clean help check-ha
+.PHONY: demo test unit install models test-packages lint clean help check-ha
 
 help:
 	@echo "make demo   install edge-fer in $(VENV), fetch the models, run the demo (summaries on stdout)"
 	@echo "make test   the same set-up plus mosquitto, then the test suite"
+	@echo "make unit   only the tests that need no broker, subprocess or browser (not the CI gate)"
 	@echo "make check-ha  the discovery against a real Home Assistant (pinned, cached in ~/.cache/edge-fer/ha-venv)"
 
 demo: install models
@@ -24,6 +26,10 @@ demo: install models
 
 test: install models test-packages lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The integration tests are marked in tests/conftest.py (by fixture use, or by hand).
+unit: install models
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV_FLAGS) $(VENV) 2>/dev/null || { \

@@ -1,4 +1,4 @@
-"""The `edge-fer` command: run, models, doctor — and the mapping of errors to exit codes."""
+"""The `edge-fer` command: run, models, eval, bench, doctor — and the mapping of errors to exit codes."""
 
 from __future__ import annotations
 
@@ -91,7 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-fer {__version__}")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity (default: config, info)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_run, _add_models, _add_eval, _add_bench, _add_doctor):
+        add(sub)
+    return parser
 
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run the pipeline: camera → faces → emotions → summaries",
@@ -121,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the settings as run does before opening any device (models included), print them, exit",
     )
 
+
+def _add_models(sub: Any) -> None:
     models = sub.add_parser(
         "models",
         help="provision and check model files and demo footage",
@@ -134,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("list", help="list the manifest and what is installed")
     msub.add_parser("verify", help="check every installed file's sha256; non-zero exit when one is bad")
 
+
+def _add_eval(sub: Any) -> None:
     evaluate = sub.add_parser(
         "eval",
         help="accuracy of an emotion model on a folder of labelled face images",
@@ -156,12 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the calibration temperature on DIR (held-out training data, never the test split) and print it",
     )
 
+
+def _add_bench(sub: Any) -> None:
     bench = sub.add_parser(
         "bench",
         help="measure frames/s, per-stage latency, memory and start-up on real footage",
         description=(
             "Run the real pipeline with --realtime off (every frame, decoding included) and report frames/s, "
-            "per-stage p50/p95 (capture, preprocess, detect, track, classify, temporal, aggregate, publish), "
+            "per-stage p50/p95 (capture, preprocess, detect, track, landmarks, classify, temporal, aggregate, publish), "
             "the raw invoke time of every model and the overhead ratio (pipeline time per frame / raw invokes), "
             "RSS and start-up time to the first processed frame."
         ),
@@ -179,10 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sink", action="append", dest="sinks", metavar="SPEC", help="also publish (default: none)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
+
+def _add_doctor(sub: Any) -> None:
     doctor = sub.add_parser("doctor", help="check models, runtime, camera and broker, and say how to fix what fails")
     doctor.add_argument("--config", type=Path, help="TOML settings file")
     doctor.add_argument("--source", help="also try to open this source")
-    return parser
 
 
 def _settings_from_args(args: argparse.Namespace) -> Settings:
@@ -256,58 +268,22 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edge_fer import models
-    from edge_fer.evaluate import evaluate, plot_confusion
-    from edge_fer.vision.emotion import EmotionClassifier
+    from edge_fer.evaluate import classifier_for, evaluate, fit_calibration, plot_confusion, report_text
 
     settings = _settings_from_args(args)
     _setup_logging("warning" if args.json else settings.log_level)
-    name = args.model or settings.models.emotion
-    if name.endswith(".tflite") or "/" in name:
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"eval: model file {path} does not exist")
-        digest = models.sha256_of(path)
-        matches = [e.name for e in models.load_manifest().values() if e.sha256 == digest and e.kind == "emotion"]
-        if not matches:
-            raise ConfigError(f"eval: {path} is not in models/manifest.toml; add an entry with its contract (input size, scale, labels)")
-        name = matches[0]
-    settings = settings.model_copy(update={"models": settings.models.model_copy(update={"emotion": name})})
-    classifier = EmotionClassifier.from_settings(settings)
-    if args.temperature:
-        classifier.temperature = args.temperature
+    classifier, name = classifier_for(settings, args.model, temperature=args.temperature)
     progress = _progress_bar("eval", disable=args.json)
     if args.fit_temperature:
-        from edge_fer.calibration import apply_temperature, expected_calibration_error, fit_temperature
-
-        classifier.temperature = 1.0
-        raw = evaluate(classifier, args.dir, model_name=name, progress=progress)
-        assert raw.probs is not None
-        temperature = fit_temperature(raw.probs, raw.y_true)
-        fitted = {
-            "model": name,
-            "n": int(len(raw.y_true)),
-            "temperature": temperature,
-            "ece_before": round(expected_calibration_error(raw.probs, raw.y_true), 4),
-            "ece_after": round(expected_calibration_error(apply_temperature(raw.probs, temperature), raw.y_true), 4),
-        }
+        fitted = fit_calibration(classifier, args.dir, model_name=name, progress=progress)
         print(json.dumps(fitted) if args.json else "\n".join(f"{k:<12} {v}" for k, v in fitted.items()))
         return 0
     result = evaluate(classifier, args.dir, model_name=name, progress=progress)
     record = result.to_dict()
     if args.plot:
         plot_confusion(result, args.plot)
-    if args.json:
-        print(json.dumps(record))
-        return 0
-    print(
-        f"model {name}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} "
-        f"ECE {record['ece']:.4f}, {record['ms_per_face']:.3f} ms/face"
-    )
-    print(f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'n':>6}")
-    for label, v in record["per_class"].items():
-        print(f"{label:<10} {v['precision']:>9.3f} {v['recall']:>7.3f} {v['f1']:>7.3f} {v['n']:>6}")
-    if args.plot:
+    print(json.dumps(record) if args.json else report_text(record))
+    if args.plot and not args.json:
         print(f"confusion matrix saved to {args.plot}")
     return 0
 

@@ -156,7 +156,6 @@ class AggregateConfig(_Section):
     stats_interval_s: float = Field(30.0, ge=1, le=3600, description="How often health stats are published.")
 
 
-CONTEXTS = ("retail", "kiosk", "home", "research", "workplace", "education")
 #: EU AI Act (Regulation 2024/1689) Art. 5(1)(f): emotion inference is prohibited in workplaces and
 #: education institutions, except for medical or safety reasons.
 RESTRICTED_CONTEXTS = ("workplace", "education")

@@ -22,20 +22,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge_fer.config import Settings, merge
+from edge_fer.pipeline import LIVE_SETTINGS
 
 logger = logging.getLogger(__name__)
 
 COMMANDS = ("pause", "resume", "status", "set")
-#: Keys `set` may change while running: everything else needs a restart.
-LIVE_KEYS = (
-    "aggregate.window_s",
-    "aggregate.min_faces",
-    "aggregate.privacy_level",
-    "detector.score_threshold",
-    "classifier.every_n_frames",
-    "classifier.smoothing_s",
-    "classifier.min_confidence",
-)
+#: Keys `set` may change while running: everything else needs a restart. The one list lives
+#: with the code that applies it (`edge_fer.pipeline.LIVE_SETTINGS`, `Pipeline.apply`).
+LIVE_KEYS = tuple(LIVE_SETTINGS)
 MAX_PAYLOAD = 4096
 #: What a command refused for want of room is told (it was not applied: send it again).
 BUSY_MESSAGE = "busy: too many commands at once; not applied, send it again"

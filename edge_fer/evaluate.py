@@ -16,9 +16,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_fer import EMOTIONS
-from edge_fer.calibration import expected_calibration_error
+from edge_fer import EMOTIONS, models
+from edge_fer.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from edge_fer.config import Settings
 from edge_fer.errors import ConfigError
+from edge_fer.vision.emotion import EmotionClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,74 @@ class EvalResult:
             "skipped": self.skipped,
             "ece": round(expected_calibration_error(self.probs, self.y_true), 4) if self.probs is not None else None,
         }
+
+
+def resolve_model_name(name: str) -> str:
+    """The manifest name of an emotion model given by manifest name or as a ``.tflite`` file.
+
+    Raises:
+        ConfigError: the file does not exist, or no emotion entry of the manifest has its sha256.
+    """
+    if not (name.endswith(".tflite") or "/" in name):
+        return name
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError(f"eval: model file {path} does not exist")
+    digest = models.sha256_of(path)
+    matches = [e.name for e in models.load_manifest().values() if e.sha256 == digest and e.kind == "emotion"]
+    if not matches:
+        raise ConfigError(f"eval: {path} is not in models/manifest.toml; add an entry with its contract (input size, scale, labels)")
+    return matches[0]
+
+
+def classifier_for(settings: Settings, model: str | None = None, *, temperature: float | None = None) -> tuple[EmotionClassifier, str]:
+    """The emotion classifier `edge-fer eval` measures, and its manifest name.
+
+    Args:
+        model: manifest name or ``.tflite`` file (default: ``settings.models.emotion``).
+        temperature: replaces the manifest's calibration temperature (1 = uncalibrated).
+
+    Raises:
+        ConfigError: see `resolve_model_name`.
+        ModelError: the model is missing, corrupt or breaks its contract.
+    """
+    name = resolve_model_name(model or settings.models.emotion)
+    settings = settings.model_copy(update={"models": settings.models.model_copy(update={"emotion": name})})
+    classifier = EmotionClassifier.from_settings(settings)
+    if temperature:
+        classifier.temperature = temperature
+    return classifier, name
+
+
+def fit_calibration(
+    classifier: EmotionClassifier, root: Path, *, model_name: str, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Fit the calibration temperature of `classifier` on the labelled images under `root`
+    (held-out training data, never the test split): the ``--fit-temperature`` record, with the
+    expected calibration error before and after."""
+    classifier.temperature = 1.0
+    raw = evaluate(classifier, root, model_name=model_name, progress=progress)
+    assert raw.probs is not None
+    temperature = fit_temperature(raw.probs, raw.y_true)
+    return {
+        "model": model_name,
+        "n": int(len(raw.y_true)),
+        "temperature": temperature,
+        "ece_before": round(expected_calibration_error(raw.probs, raw.y_true), 4),
+        "ece_after": round(expected_calibration_error(apply_temperature(raw.probs, temperature), raw.y_true), 4),
+    }
+
+
+def report_text(record: dict[str, Any]) -> str:
+    """The human-readable form of a `EvalResult.to_dict` record: the headline, then per class."""
+    lines = [
+        f"model {record['model']}: n={record['n']} accuracy {record['accuracy']:.4f} macro-F1 {record['macro_f1']:.4f} "
+        f"ECE {record['ece']:.4f}, {record['ms_per_face']:.3f} ms/face",
+        f"{'class':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'n':>6}",
+    ]
+    for label, v in record["per_class"].items():
+        lines.append(f"{label:<10} {v['precision']:>9.3f} {v['recall']:>7.3f} {v['f1']:>7.3f} {v['n']:>6}")
+    return "\n".join(lines)
 
 
 def list_images(root: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:

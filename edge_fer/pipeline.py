@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,6 +54,19 @@ RECLASSIFY_AU = 0.15
 MESH_DUE_FRACTION = 0.75
 #: Minimum top probability of neutral for a frame to count as the face at rest (AU baseline).
 CALM_NEUTRAL = 0.5
+#: The settings a running pipeline takes without a restart, and the one list of them: the `set`
+#: remote command accepts exactly these keys (`edge_fer.control.LIVE_KEYS`), and `Pipeline.apply`
+#: writes each into the stage attribute named here (a dotted path from the pipeline). None: the
+#: runner reads that setting from its own settings at each use; no stage holds it.
+LIVE_SETTINGS: dict[str, str | None] = {
+    "aggregate.window_s": "aggregator.window_s",
+    "aggregate.min_faces": "aggregator.min_faces",
+    "aggregate.privacy_level": None,
+    "detector.score_threshold": "detector.score_threshold",
+    "classifier.every_n_frames": "every_n_frames",
+    "classifier.smoothing_s": "smoother.tau_s",
+    "classifier.min_confidence": "min_confidence",
+}
 
 
 class StageTimer:
@@ -61,6 +75,10 @@ class StageTimer:
     def __init__(self, maxlen: int = 2000) -> None:
         self._samples: dict[str, deque[float]] = {}
         self.maxlen = maxlen
+
+    def laps(self) -> Laps:
+        """A lap timer for consecutive stages, started now (see `Laps`)."""
+        return Laps(self.record)
 
     @contextmanager
     def time(self, stage: str) -> Iterator[None]:
@@ -82,6 +100,24 @@ class StageTimer:
                 p50, p95 = np.percentile(arr, [50, 95])
                 out[stage] = {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "mean": round(float(arr.mean()), 3)}
         return out
+
+
+class Laps:
+    """Times consecutive stages with one clock read per stage: ``lap(stage)`` records the time
+    since the previous lap (or since the `StageTimer.laps` call) under `stage`. Each stage's end
+    is the next one's start, so nothing between two stages goes untimed or is timed twice, and a
+    stage costs one call (a context manager per stage costs more than some stages themselves)."""
+
+    __slots__ = ("_last", "_record")
+
+    def __init__(self, record: Callable[[str, float], None]) -> None:
+        self._record = record
+        self._last = perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = perf_counter()
+        self._record(stage, (now - self._last) * 1000.0)
+        self._last = now
 
 
 @dataclass(frozen=True)
@@ -200,61 +236,47 @@ class Pipeline:
             models["landmarks"] = self.landmarker.model
         return models
 
+    def apply(self, settings: Settings) -> None:
+        """Take the live settings of `settings` (`LIVE_SETTINGS`) into the running stages; any
+        other change needs a new pipeline. `settings` must be validated (`load_settings`,
+        `edge_fer.control.apply_set`): the stages take the values as they are.
+
+        Raises:
+            AttributeError: `LIVE_SETTINGS` names an attribute a stage does not have (a bug).
+        """
+        for key, target in LIVE_SETTINGS.items():
+            if target is None:
+                continue
+            section, name = key.split(".")
+            *path, attribute = target.split(".")
+            stage: object = self
+            for part in path:
+                stage = getattr(stage, part)
+            if not hasattr(stage, attribute):
+                raise AttributeError(f"LIVE_SETTINGS[{key!r}] names {target!r}, which the pipeline does not have")
+            setattr(stage, attribute, getattr(getattr(settings, section), name))
+
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage on `frame`; returns what it produced (see `FrameResult`)."""
-        # Stages are timed by direct clock reads, each stage's end the next one's start: a
-        # context manager per stage costs more than some of the stages themselves.
-        record, clock = self.timer.record, time.perf_counter
-        start = clock()
+        lap = self.timer.laps()
         self.detector.preprocess(frame.pixels)
-        end = clock()
-        record("preprocess", (end - start) * 1000.0)
-        start = end
+        lap("preprocess")
         detections = self.detector.detect(frame, preprocessed=True)
-        end = clock()
-        record("detect", (end - start) * 1000.0)
-        start = end
+        lap("detect")
         tracks = self.tracker.update(detections, frame.t)
-        end = clock()
-        record("track", (end - start) * 1000.0)
-        start = end
+        lap("track")
         n = self._processed
         self._processed += 1
-        # The tracks matched in this frame, with their memo, as plain lists: indexing numpy
-        # arrays element by element costs more than the bookkeeping itself.
-        memos = self._memo
-        live: list[tuple[int, int, _TrackMemo]] = []
-        for i, (track_id, seen) in enumerate(zip(tracks.ids.tolist(), tracks.seen.tolist())):
-            if seen:
-                memo = memos.get(track_id)
-                if memo is None:
-                    memo = memos[track_id] = _TrackMemo()
-                live.append((i, track_id, memo))
+        live = self._live(tracks)
         meshed = 0
         rejected: tuple[int, ...] = ()
         if self.landmarker is not None:
             meshed = self._mesh(frame, n, tracks, live)
-            rejected = tuple(track_id for _, track_id, memo in live if memo.rejected)
-            if rejected:
-                # Not a face, says the mesh: not classified, not counted, not a track event.
-                seen = tracks.seen & ~np.isin(tracks.ids, rejected)
-                tracks = Tracks(tracks.ids, tracks.boxes, tracks.keypoints, tracks.first_seen, tracks.hits, seen, tracks.ended)
-                live = [entry for entry in live if not entry[2].rejected]
-            end = clock()
-            record("landmarks", (end - start) * 1000.0)
-            start = end
-        which = None
-        if live:
-            hits = tracks.hits.tolist()
-            for i, track_id, memo in live:
-                if self._due_for_classification(memo, track_id, hits[i], n):
-                    if which is None:
-                        which = np.zeros(len(tracks), bool)
-                    which[i] = True
+            tracks, live, rejected = self._reject(tracks, live)
+            lap("landmarks")
+        which = self._due(tracks, live, n)
         fresh = self.classifier.classify(frame, tracks, which) if which is not None else {}
-        end = clock()
-        record("classify", (end - start) * 1000.0)
-        start = end
+        lap("classify")
         observations = self._observe(frame.t, n, live, fresh)
         micros: tuple[MicroExpression, ...] = ()
         if self.spotter is not None and (fresh or meshed):
@@ -262,9 +284,7 @@ class Pipeline:
             # 40-500 ms flash. Uncertain faces abstain here too.
             certain = {o.track_id for o in observations if o.fresh and not o.uncertain}
             micros = tuple(self.spotter.update(observations, {k: v for k, v in fresh.items() if k in certain}, frame.t))
-        end = clock()
-        record("temporal", (end - start) * 1000.0)
-        start = end
+        lap("temporal")
         self.aggregator.add(frame.t, tracks, observations)
         for micro in micros:
             self.aggregator.add_micro(micro)
@@ -273,7 +293,7 @@ class Pipeline:
             ended = tuple(self.aggregator.end_tracks(tracks.ended))
             self._forget(tracks.ended)
         summary = self.aggregator.flush(frame.t) if self.aggregator.due(frame.t) else None
-        record("aggregate", (clock() - start) * 1000.0)
+        lap("aggregate")
         return FrameResult(
             frame.index,
             frame.t,
@@ -286,6 +306,41 @@ class Pipeline:
             meshed=meshed,
             rejected=rejected,
         )
+
+    def _live(self, tracks: Tracks) -> list[tuple[int, int, _TrackMemo]]:
+        """The tracks matched in this frame as ``(row, track id, memo)``, as plain lists:
+        indexing numpy arrays element by element costs more than the bookkeeping itself."""
+        memos = self._memo
+        live: list[tuple[int, int, _TrackMemo]] = []
+        for i, (track_id, seen) in enumerate(zip(tracks.ids.tolist(), tracks.seen.tolist())):
+            if seen:
+                memo = memos.get(track_id)
+                if memo is None:
+                    memo = memos[track_id] = _TrackMemo()
+                live.append((i, track_id, memo))
+        return live
+
+    @staticmethod
+    def _reject(tracks: Tracks, live: list[tuple[int, int, _TrackMemo]]) -> tuple[Tracks, list[tuple[int, int, _TrackMemo]], tuple[int, ...]]:
+        """Not a face, says the mesh: not classified, not counted, not a track event."""
+        rejected = tuple(track_id for _, track_id, memo in live if memo.rejected)
+        if not rejected:
+            return tracks, live, rejected
+        seen = tracks.seen & ~np.isin(tracks.ids, rejected)
+        tracks = Tracks(tracks.ids, tracks.boxes, tracks.keypoints, tracks.first_seen, tracks.hits, seen, tracks.ended)
+        return tracks, [entry for entry in live if not entry[2].rejected], rejected
+
+    def _due(self, tracks: Tracks, live: list[tuple[int, int, _TrackMemo]], n: int) -> np.ndarray | None:
+        """The mask of the tracks to classify in this frame; None when there are none."""
+        which = None
+        if live:
+            hits = tracks.hits.tolist()
+            for i, track_id, memo in live:
+                if self._due_for_classification(memo, track_id, hits[i], n):
+                    if which is None:
+                        which = np.zeros(len(tracks), bool)
+                    which[i] = True
+        return which
 
     def _due_for_classification(self, memo: _TrackMemo, track_id: int, hits: int, n: int) -> bool:
         if memo.last_classified is None or hits < self.stable_hits or n - memo.last_classified >= self.every_n_frames:

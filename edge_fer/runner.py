@@ -1,6 +1,8 @@
 """The runner: owns the capture thread, the main inference loop, the sinks, stats and shutdown.
 
-Start order: models → source → sinks → capture thread → loop; stop in reverse. One
+Start order (`run`): models → source and capture thread (the first open raises at once) → sinks →
+loop. Stop: the loop ends and publishes the partial window, then the capture thread and the
+source stop, then the sinks close, last, so that the final summary and stats still go out. One
 `stop_event` ends everything; every blocking call has a timeout.
 """
 
@@ -110,7 +112,6 @@ class Runner:
         self._started = started_at if started_at is not None else time.monotonic()
         self._last_stats = 0.0
         self.fps_meter = FrameRateMeter()
-        self.on_result: Callable[[FrameResult], None] | None = None
         self.notifier = notifier or SystemdNotifier()
         self.thermal = thermal or ThermalGuard(settings.health.hot_c, settings.health.hot_fps)
         self.inbox = CommandInbox()
@@ -166,14 +167,8 @@ class Runner:
             logger.info("resumed by remote command")
         elif command.name == "set":
             new = apply_set(self.settings, command.values)
-            pipeline = self.pipeline
-            pipeline.aggregator.window_s = new.aggregate.window_s
-            pipeline.aggregator.min_faces = new.aggregate.min_faces
-            pipeline.detector.score_threshold = new.detector.score_threshold
-            pipeline.every_n_frames = new.classifier.every_n_frames
-            pipeline.smoother.tau_s = new.classifier.smoothing_s
-            pipeline.min_confidence = new.classifier.min_confidence
-            self.settings = new
+            self.pipeline.apply(new)
+            self.settings = new  # what the runner itself reads (privacy_level) follows here
             self._publish(privacy_event(new))  # the retained audit record follows the live settings
             logger.info("settings changed by remote command: %s", ", ".join(f"{k}={v}" for k, v in command.values.items()))
             return {"applied": {k: v for k, v in command.values.items()}}
@@ -286,8 +281,6 @@ class Runner:
                     self.report.startup_s = time.monotonic() - self._started
                     logger.info("first frame processed %.2f s after start", self.report.startup_s)
                 self._emit(result)
-                if self.on_result is not None:
-                    self.on_result(result)
                 self._maybe_stats()
                 now = time.monotonic()
                 self.notifier.frame_processed(now, f"{self.report.frames} frames")

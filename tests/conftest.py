@@ -1,4 +1,10 @@
-"""Shared fixtures: the provisioned models folder and a real mosquitto broker per test."""
+"""Shared fixtures: the provisioned models folder and a real mosquitto broker per test; the test lanes.
+
+Lanes: a test that needs a broker, a subprocess (the real CLI) or a browser is marked
+``integration`` — automatically when it uses one of `INTEGRATION_FIXTURES`, by hand
+(``@pytest.mark.integration``) otherwise. ``make unit`` runs the others (``-m "not integration"``);
+``make test`` runs everything and is the CI gate.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,48 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge_fer.config import load_settings
 from edge_fer.models import verify_all
+
+#: Fixtures that start a broker or a subprocess: a test using any of them is an integration test.
+INTEGRATION_FIXTURES = frozenset({"broker", "collector", "run_env"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "integration: needs a broker, a subprocess or a browser (set by fixture use, see tests/conftest.py); `make unit` skips these"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+#: Programs a unit test may start: the runner's stats probe the Pi firmware (absent here).
+UNIT_LANE_PROGRAMS = frozenset({"vcgencmd"})
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keeps the lanes honest: a test not marked ``integration`` that starts a process fails
+    and says so, instead of quietly slowing the fast lane down."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    class UnitLanePopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: Any, *rest: Any, **options: Any) -> None:
+            program = Path(str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])).name
+            if program not in UNIT_LANE_PROGRAMS:
+                raise AssertionError(f"{request.node.nodeid} starts {program!r}: mark it @pytest.mark.integration (see tests/conftest.py)")
+            super().__init__(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", UnitLanePopen)
 
 
 @pytest.fixture(scope="session")

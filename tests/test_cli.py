@@ -115,3 +115,12 @@ def test_a_bad_value_in_the_file_is_an_error_even_when_a_flag_overrides_it(tmp_p
     cfg.write_text('[mqtt]\npassword_file = "/run/pw"\n')
     ok = edge_fer(["run", "--config", str(cfg), "--validate-config"], dict(run_env, EDGE_FER_MQTT__USERNAME="kiosk"), tmp_path)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_bench_help_names_every_timed_stage() -> None:
+    from edge_fer.cli import build_parser
+    from edge_fer.pipeline import STAGES
+
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command")
+    description = subcommands.choices["bench"].description  # type: ignore[index]
+    assert [stage for stage in STAGES if stage not in description] == []

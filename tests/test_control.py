@@ -13,9 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_fer.capture import CaptureThread
 from edge_fer.config import load_settings
 from edge_fer.control import LIVE_KEYS, CommandError, CommandInbox, apply_set, parse_command
-from edge_fer.sinks.payloads import check_payload, cmd_result_event
+from edge_fer.pipeline import LIVE_SETTINGS, FrameResult, Pipeline
+from edge_fer.runner import Runner
+from edge_fer.sinks.payloads import Event, check_payload, cmd_result_event
+from edge_fer.types import MicroExpression, Tracks, TrackSummary
 from tests.conftest import Broker, Collector
 
 
@@ -121,6 +125,69 @@ def test_inbox_is_bounded_and_refusals_wait_for_their_busy_answer() -> None:
     assert inbox.drain_busy(1) == ([("status", "c2")], 0)
     assert inbox.drain_busy(10) == ([("status", "c3")], 1)  # c4 came past busy_max: counted
     assert inbox.drain_busy(10) == ([], 0)
+
+
+#: A new, valid value for every live key: a key added to `LIVE_SETTINGS` needs one here.
+NEW_LIVE_VALUES = {
+    "aggregate.window_s": 4.0,
+    "aggregate.min_faces": 3,
+    "aggregate.privacy_level": "events",
+    "detector.score_threshold": 0.7,
+    "classifier.every_n_frames": 5,
+    "classifier.smoothing_s": 0.9,
+    "classifier.min_confidence": 0.6,
+}
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        pass
+
+
+def _never_opened() -> object:
+    raise AssertionError("applying settings must not touch the source")
+
+
+def test_every_live_key_reaches_the_stage_it_names(models_dir: Path) -> None:
+    """One `set` command with every live key, through the runner as a remote command goes: each
+    value lands in the pipeline attribute `LIVE_SETTINGS` names (the runner's own settings for
+    privacy_level, which then lets track and micro-expression events out)."""
+    assert set(NEW_LIVE_VALUES) == set(LIVE_KEYS)
+    base = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}})
+    for key, value in NEW_LIVE_VALUES.items():
+        section, name = key.split(".")
+        assert getattr(getattr(base, section), name) != value, f"{key}: pick a value that is a change"
+    pipeline = Pipeline.from_settings(base)
+    sink = ListSink()
+    runner = Runner(base, pipeline, CaptureThread(_never_opened), [sink])  # type: ignore[arg-type]
+    runner._apply(parse_command("set", json.dumps(NEW_LIVE_VALUES).encode()))
+    for key, target in LIVE_SETTINGS.items():
+        section, name = key.split(".")
+        if target is None:
+            assert getattr(getattr(runner.settings, section), name) == NEW_LIVE_VALUES[key], key
+            continue
+        stage: object = pipeline
+        for part in target.split("."):
+            stage = getattr(stage, part)
+        assert stage == NEW_LIVE_VALUES[key], f"{key} did not reach {target}"
+    assert [e.payload["min_faces"] for e in sink.events if e.topic == "privacy"] == [3]  # type: ignore[index]
+    micro = MicroExpression(1, "happy", 1.0, 1.1, 1.2, 0.5)
+    ended = TrackSummary(1, 0.0, 1.2, "happy", {"happy": 1.0}, 0.8, 10)
+    runner._emit(FrameResult(5, 1.2, Tracks.empty(), (), (ended,), None, micro_expressions=(micro,)))
+    assert {e.topic for e in sink.events} >= {"event/track", "event/micro_expression"}
+
+
+def test_a_live_key_naming_a_missing_attribute_is_caught(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = Pipeline.from_settings(load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}}))
+    monkeypatch.setitem(LIVE_SETTINGS, "classifier.smoothing_s", "smoother.tau")  # a typo
+    with pytest.raises(AttributeError, match="smoother.tau"):
+        pipeline.apply(load_settings(environ={}))
 
 
 def test_commands_round_trip_through_the_broker(broker: Broker, collector: Collector, run_env: dict[str, str], tmp_path: Path) -> None:

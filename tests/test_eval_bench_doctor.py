@@ -13,7 +13,8 @@ import pytest
 
 from edge_fer import EMOTIONS
 from edge_fer.config import load_settings
-from edge_fer.evaluate import evaluate
+from edge_fer.errors import ConfigError
+from edge_fer.evaluate import classifier_for, evaluate, fit_calibration, report_text, resolve_model_name
 from edge_fer.temporal import Tracker
 from edge_fer.types import Frame
 from edge_fer.vision import EmotionClassifier, FaceDetector
@@ -73,6 +74,28 @@ def test_eval_uses_the_pipeline_preprocessing(eval_dir: Path, models_dir: Path) 
     direct = np.argmax(classifier.classify_crops(crops), axis=1)
     happy_rows = result.y_pred[result.y_true == EMOTIONS.index("happy")]
     assert list(happy_rows) == list(direct)
+
+
+def test_eval_takes_a_model_file_the_manifest_lists_and_refuses_others(models_dir: Path, tmp_path: Path) -> None:
+    assert resolve_model_name("mini_xception") == "mini_xception"
+    assert resolve_model_name(str(models_dir / "mini_xception_fer.tflite")) == "mini_xception"
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_model_name(str(tmp_path / "gone.tflite"))
+    stranger = tmp_path / "stranger.tflite"
+    stranger.write_bytes(b"not in the manifest")
+    with pytest.raises(ConfigError, match="not in models/manifest.toml"):
+        resolve_model_name(str(stranger))
+
+
+def test_eval_text_report_and_temperature_fit(eval_dir: Path, models_dir: Path) -> None:
+    settings = load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}})
+    classifier, name = classifier_for(settings, "mini_xception", temperature=2.0)
+    assert name == "mini_xception" and classifier.temperature == 2.0
+    text = report_text(evaluate(classifier, eval_dir, model_name=name).to_dict())
+    assert text.startswith("model mini_xception: n=11 accuracy ") and "\nhappy " in text and "\nsad " in text
+    fitted = fit_calibration(classifier, eval_dir, model_name=name)
+    assert set(fitted) == {"model", "n", "temperature", "ece_before", "ece_after"} and fitted["n"] == 11
+    assert 0.2 <= fitted["temperature"] <= 10 and 0 <= fitted["ece_after"] <= 1 and 0 <= fitted["ece_before"] <= 1
 
 
 def test_eval_bad_input(tmp_path: Path, run_env: dict[str, str]) -> None:
@@ -138,6 +161,7 @@ def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 1 and "[FAIL] source v4l2:9" in result.stdout and "v4l2-ctl" in result.stdout
 
 
+@pytest.mark.integration  # a subprocess
 def test_compare_fer_without_fer_says_how_to_install_it(tmp_path: Path) -> None:
     """The fer library is never our dependency: without its environment the comparison script
     explains how to make one and exits cleanly."""

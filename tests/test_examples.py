@@ -1,4 +1,4 @@
-"""The examples work against a real broker."""
+"""The examples work: against a real broker, and on the demo footage as a hobbyist runs them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.publish as publish
 
-from tests.conftest import Broker
+from tests.conftest import Broker, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -36,3 +36,34 @@ def test_csv_export_writes_one_row_per_summary_and_drops_duplicates(broker: Brok
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def run_example(name: str, run_env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """An example script as a hobbyist runs it, on the demo footage at full speed (no camera here)."""
+    env = {**run_env, "EDGE_FER_SOURCE__REALTIME": "false"}
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_dominant_emotion_follows_the_demo_from_tears_to_laughter(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = run_example("dominant_emotion.py", run_env, tmp_path, "--source", "demo", "--frames", "472")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-2] == "sad"  # the actress cries first...
+    assert any(line.split()[-2] == "happy" for line in lines)  # ...and laughs at the end
+    assert any("window: 1 face(s), mostly" in line for line in lines)  # a 10 s window closed
+
+
+def test_smile_trigger_fires_once_on_the_demo_laughter_and_runs_the_command(run_env: dict[str, str], tmp_path: Path) -> None:
+    marker = tmp_path / "smiled"
+    result = run_example("smile_trigger.py", run_env, tmp_path, "--source", "demo", "--frames", "472", "--run", f"touch {marker}")
+    assert result.returncode == 0, result.stderr
+    smiles = [line for line in result.stdout.splitlines() if "smiles" in line]
+    assert len(smiles) == 1 and "face 1 smiles" in smiles[0]
+    assert float(smiles[0].split()[0]) > 9.0  # the laughter is in the clip's last seconds, not the tears
+    assert wait_until(marker.exists, 10)
+
+
+def test_examples_say_what_is_wrong_without_a_camera(run_env: dict[str, str], tmp_path: Path) -> None:
+    for name in ("dominant_emotion.py", "smile_trigger.py"):
+        result = run_example(name, run_env, tmp_path, "--source", "v4l2:97")
+        assert result.returncode == 3 and "/dev/video97 not found" in result.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_fer.config import load_settings
-from edge_fer.pipeline import Pipeline
+from edge_fer.pipeline import STAGES, Pipeline
 from edge_fer.types import Frame
 from edge_fer.vision.action_units import AU_NAMES
 from tests.conftest import SMILES, smile_clip
@@ -81,3 +81,16 @@ def test_spliced_smiles_are_spotted_in_the_real_pipeline(models_dir: Path, fps: 
         union = max(spot.offset_t, start + duration) - min(spot.onset_t, start)
         assert inter / union >= 0.5, (spot, start, duration)
         assert spot.action_units is not None and spot.action_units.get("AU12", 0) > 0.3
+
+
+def test_every_stage_is_timed_once_per_frame(models_dir: Path) -> None:
+    """The stats keys are the pipeline's stages (capture and publish are the runner's), each
+    timed exactly once per frame, with or without the face mesh."""
+    for enabled in (True, False):
+        p = pipeline(models_dir, landmarks={"enabled": enabled})
+        for i, pixels in enumerate(man_frames(models_dir, 3)):
+            p.process(Frame(pixels, i / 30, i))
+        timed = {stage: len(samples) for stage, samples in p.timer._samples.items()}
+        expected = [s for s in STAGES if s not in ("capture", "publish") and (enabled or s != "landmarks")]
+        assert timed == dict.fromkeys(expected, 3)
+        assert list(p.timer.percentiles()) == expected and all(v["p50"] >= 0 for v in p.timer.percentiles().values())

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "profile_pipeline.py"
 
 
+@pytest.mark.integration  # a subprocess
 def test_without_pyinstrument_it_says_how_to_install_it() -> None:
     code = f"import sys, runpy; sys.modules['pyinstrument'] = None; sys.argv = ['p']; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

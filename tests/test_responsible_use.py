@@ -76,6 +76,7 @@ def test_retained_privacy_record_matches_the_running_config(broker: Broker, run_
         auditor.close()
 
 
+@pytest.mark.integration  # a subprocess
 def test_notice_template_renders(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "firmware_config" / "notice" / "render.py"), "--out", str(tmp_path),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_fer.capture.base import SOURCES, SPEC_HELP, FrameSource, SourceBase, classify_spec, open_source, redact, source_from_spec
+from edge_fer.capture.base import SOURCES, SPEC_HELP, FrameSource, SourceBase, classify_spec, redact, source_from_spec
 from edge_fer.capture.threaded import CaptureThread
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "FrameSource",
     "SourceBase",
     "classify_spec",
-    "open_source",
     "redact",
     "source_from_spec",
 ]

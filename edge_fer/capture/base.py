@@ -155,14 +155,3 @@ def source_from_spec(spec: str, cfg: SourceConfig, models_dir: Path) -> FrameSou
     from edge_fer.capture import folder, opencv, picam  # noqa: F401
 
     return SOURCES.get(classify_spec(spec))(spec.strip(), cfg, models_dir)
-
-
-def open_source(cfg: SourceConfig, models_dir: Path) -> FrameSource:
-    """Build and open the configured source (``cfg.spec``); the caller closes it.
-
-    Raises:
-        SourceError: the source does not exist or cannot be opened.
-    """
-    source = source_from_spec(cfg.spec, cfg, models_dir)
-    source.open()
-    return source

@@ -24,8 +24,6 @@ MAX_PACING_LAG_S = 1.0
 #: `stop_event` set by someone else (a signal handler) is noticed promptly.
 _WAIT_SLICE_S = 0.25
 
-STATES = ("running", "reconnecting", "finished", "failed")
-
 
 class CaptureThread:
     """Runs a `FrameSource` in a daemon thread; `get` returns the newest frame not yet taken.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,6 @@ class Event:
     text: str | None = None
     durable: bool = True
     absolute: bool = False  # topic is a full topic (Home Assistant discovery), not under the device prefix
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def stamped(self, device: str, seq: int, ts: datetime | None = None) -> Event:
         """A copy with the envelope fields set."""

@@ -289,10 +289,6 @@ class DurableQueue:
     def depth(self) -> int:
         return self._rows
 
-    def size_bytes(self) -> int:
-        """Payload bytes queued (the files on disk: `disk_bytes`)."""
-        return self._bytes
-
     def disk_bytes(self) -> int:
         """Size of the queue's files on disk (database, write-ahead log, shared-memory index)."""
         total = 0

@@ -1,39 +1,4 @@
-"""Micro-expression spotting: brief departures of a track's face from its own recent baseline.
-
-Per track two signals are followed, each against a slow baseline of the same track (time
-constant `baseline_s`, updated only while nothing is happening, and during a macro-expression
-so that a sustained expression becomes the new normal):
-
-- the emotion model's **raw** (unsmoothed) class probabilities, when the face was classified in
-  this frame: ``e_p = max over non-neutral classes of (p - baseline) / onset_c`` where
-  ``onset_c = min(onset, max((1 - baseline) / 2, HEADROOM_MIN))``: a class the calm face already
-  shows (a resting face the model reads as 84 % happy) cannot rise by `onset`, so half of what
-  is left to it counts as a full onset, down to a floor that keeps a saturated class's jitter
-  from counting;
-- the **action units** from the face mesh, when it was meshed in this frame, without the
-  eye-closure AUs (blinks are not expressions) and without lips parting and jaw drop (AU25,
-  AU26: what talking looks like): ``e_a = max over AUs of (a - baseline) / au_onset``.
-
-With action units the *evidence* is their mean, ``(min(e_p, 2) + min(e_a, 2)) / 2``: a departure
-both signals agree on, or a strong one in either. Neither alone at threshold is enough, which is
-what keeps the classifier's flicker on a blink (the eyes close, the probabilities move, the brows
-and the mouth do not) and the mesh's jitter from becoming spots. Without action units (landmarks
-off) the evidence is ``e_p`` alone.
-
-An *episode* starts when the evidence reaches 1 and ends when it falls below `offset_ratio`
-(hysteresis); its apex is the frame of highest evidence. It is reported as a `MicroExpression`
-when it lasted `min_ms`–`max_ms`; longer is a macro-expression (nothing is reported: the window
-summary covers it). An episode during which the head turned by more than `head_turn_deg` is a
-head movement, not an expression, and is dropped. Onset and offset are placed halfway between
-the last quiet and the first active frame (and back), so that the duration means the same at
-15, 30 or 60 frames/s; a gap between observations longer than `max_gap_s` (dropped frames)
-cancels the episode in progress, whose true extent is unknown.
-
-The spotted emotion is the class whose probability rose most at the apex (the classifier is the
-better judge of the category: a crying face raises the cheeks and stretches the lips like a
-smile), unless no class rose by `LABEL_MIN_RISE`; then the class whose AU prototype
-(`edge_fer.vision.affect.AU_PROTOTYPES`) the rising AUs match best.
-"""
+"""Micro-expression spotting: brief departures of a track's face from its own recent baseline (the algorithm: docs/DESIGN.md)."""
 
 from __future__ import annotations
 

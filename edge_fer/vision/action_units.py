@@ -1,39 +1,4 @@
-"""FACS-inspired action-unit intensities from the face mesh's geometry: estimates, not FACS coding.
-
-An action unit (AU) of the Facial Action Coding System (Ekman & Friesen) is the visible effect of
-one facial muscle group. A certified FACS coder scores AUs from appearance (wrinkles, bulges,
-furrows) as well as movement; edge-fer only sees the *movement of 468 mesh points*, so these
-are **geometric estimates** of a few AUs, not FACS coding, and no claim of FACS reliability is
-made for them.
-
-Each AU is a clipped linear function of how the raw measures
-(`edge_fer.vision.face_geometry.MEASURES`, pose-free, in inter-ocular distances) differ from
-the same face at rest (its *baseline*, kept per track by `edge_fer.temporal.action_units`):
-``intensity = clip(W @ (measures - baseline), 0, 1)``. The weights (`AU_WEIGHTS`) put 1.0 at a
-full, posed movement as seen on real faces (the demo actress's and the test video's broad smiles
-and frowns, FER2013's class medians: ``benchmarks/au_directions.py``); 0.2–0.3 is a slight but
-visible movement. They are not calibrated against the FACS A–E intensity scale.
-
-==========  ==========================  ==================================================
-AU          FACS name                   geometric cue (change from the face's baseline)
-==========  ==========================  ==================================================
-AU1         inner brow raiser           inner brow ends rise above the eyes
-AU2         outer brow raiser           outer brows rise
-AU4         brow lowerer                inner brows fall and draw together
-AU6         cheek raiser                cheekbones and lower lids rise
-AU12        lip corner puller           lip corners rise and the mouth widens
-AU15        lip corner depressor        lip corners fall below the lips' midline
-AU20        lip stretcher               the mouth widens without its corners rising
-AU25        lips part                   the inner lips open
-AU26        jaw drop                    nose-to-chin distance grows
-AU43        eyes closed                 eyelid aperture falls (sustained)
-AU45        blink                       eyelid aperture falls (briefly; see the tracker)
-==========  ==========================  ==================================================
-
-AU43 and AU45 are the same geometric cue (eye closure); which of the two it is depends on how
-long it lasts, which the per-track stage decides. Cues the mesh cannot see (AU9 nose wrinkler,
-AU10 upper lip raiser, AU5/7 lid tighteners beyond the aperture) are not estimated.
-"""
+"""FACS-inspired action-unit intensities from the face mesh's geometry: estimates, not FACS coding (cues and limits: docs/DESIGN.md)."""
 
 from __future__ import annotations
 

@@ -1,42 +1,4 @@
-"""Valence and arousal from emotion probabilities: a model of the expression, not of the feeling.
-
-Each class sits at a point of Russell's circumplex of affect (Russell, "A circumplex model of
-affect", J. Personality and Social Psychology 39(6), 1980): valence = unpleasant (-1) ↔
-pleasant (+1), arousal = calm (-1) ↔ activated (+1). An observation's valence and arousal are
-the probability-weighted mean of its classes' points, clipped to [-1, 1].
-
-The coordinates (`CIRCUMPLEX`) are the usual placements of the basic emotions on the circle,
-rounded to one decimal (close to the per-category means of AffectNet's valence/arousal
-annotations, Mollahosseini et al. 2017):
-
-============  =======  =======
-class         valence  arousal
-============  =======  =======
-happy          +0.8     +0.5
-surprise       +0.2     +0.8
-angry          -0.6     +0.7
-fear           -0.7     +0.6
-disgust        -0.7     +0.3
-sad            -0.7     -0.4
-contempt       -0.5     +0.2
-neutral         0.0      0.0
-============  =======  =======
-
-With action units (from the face mesh), the point is moved towards what the geometry shows:
-each emotion's *prototype* (the AUs that EMFACS associates with it, restricted to those edge-fer
-estimates: `AU_PROTOTYPES`) scores the mean intensity of its AUs; these scores, with neutral
-taking the rest (``1 - max score``), are normalised into a second distribution, whose circumplex
-point gets weight `AU_WEIGHT` (0.3) against the classifier's 0.7. The geometry helps where the
-classifier is unsure or fooled by appearance (lighting, a beard), and a broad smile the classifier
-misses still pulls valence up; but the AUs are geometric estimates with their own errors (see
-`edge_fer.vision.action_units`), disgust has no prototype here (its AU9/AU10 are not estimated),
-and anger has only AU4, which sadness and fear share.
-
-Limits, said plainly: these numbers describe the **facial expression** a model read, not what
-the person feels. A posed, prototypical expression maps well; a polite smile reads as pleasant
-whatever the person feels, a neutral face reads as (0, 0) even in a calm, content person, and
-an expression the classifier confuses moves the point with it.
-"""
+"""Valence and arousal of an expression from its emotion probabilities and action units (the circumplex and its limits: docs/DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -80,15 +42,11 @@ ALIASES: dict[str, str] = {
 }
 
 
-def circumplex_matrix(labels: Sequence[str]) -> np.ndarray:
-    """``(k, 2)`` coordinates for `labels` (case-insensitive, with `ALIASES`); a label with no
-    place on the circumplex (e.g. ``unknown``) sits at the origin and so only dilutes."""
-    return _circumplex(tuple(labels)).copy()
-
-
 @functools.lru_cache(maxsize=32)
 def _circumplex(labels: tuple[str, ...]) -> np.ndarray:
-    """`circumplex_matrix`, built once per label set (read-only: the pipeline asks per face)."""
+    """``(k, 2)`` circumplex points of `labels` (case-insensitive, with `ALIASES`), built once per
+    label set and read-only; a label with no place on the circumplex (e.g. ``unknown``) sits at
+    the origin and so only dilutes."""
     rows = []
     for label in labels:
         key = label.strip().lower()
@@ -96,32 +54,6 @@ def _circumplex(labels: tuple[str, ...]) -> np.ndarray:
     matrix = np.array(rows, np.float32).reshape(len(rows), 2)
     matrix.flags.writeable = False
     return matrix
-
-
-def valence_arousal_batch(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-    """``(n, k)`` probabilities over `labels` → ``(n, 2)`` float32 valence, arousal in [-1, 1].
-
-    Raises:
-        ValueError: `probs` is not ``(n, k)`` with ``k = len(labels)``.
-    """
-    probs = np.asarray(probs, np.float32)
-    if probs.ndim != 2 or probs.shape[1] != len(labels):
-        raise ValueError(f"probs must have shape (n, {len(labels)}) for {len(labels)} labels, got {probs.shape}")
-    return np.clip(probs @ _circumplex(tuple(labels)), -1.0, 1.0)
-
-
-def valence_arousal(probs: np.ndarray, labels: Sequence[str]) -> tuple[float, float]:
-    """Valence and arousal in [-1, 1] of one ``(k,)`` probability vector over `labels` (the
-    expectation of the classes' circumplex points).
-
-    Raises:
-        ValueError: `probs` is not ``(k,)`` with ``k = len(labels)``.
-    """
-    probs = np.asarray(probs, np.float32)
-    if probs.shape != (len(labels),):
-        raise ValueError(f"probs must have shape ({len(labels)},) for {len(labels)} labels, got {probs.shape}")
-    valence, arousal = (probs @ _circumplex(tuple(labels))).tolist()
-    return min(max(valence, -1.0), 1.0), min(max(arousal, -1.0), 1.0)
 
 
 @functools.lru_cache(maxsize=16)
@@ -152,9 +84,12 @@ def _affect_table(labels: tuple[str, ...]) -> tuple[tuple[tuple[float, float], .
 
 
 def affect(probs: np.ndarray, labels: Sequence[str], action_units: Mapping[str, float] | None = None) -> tuple[float, float]:
-    """Valence and arousal of one observation: from the probabilities alone (`valence_arousal`),
-    or, with action units, ``(1 - AU_WEIGHT)`` × that + `AU_WEIGHT` × the circumplex point of
-    the AU prototype scores (see the module docstring).
+    """Valence and arousal in [-1, 1] of one ``(k,)`` probability vector over `labels`: the
+    expectation of the classes' circumplex points, or, with action units, ``(1 - AU_WEIGHT)`` ×
+    that + `AU_WEIGHT` × the circumplex point of the AU prototype scores (docs/DESIGN.md).
+
+    Raises:
+        ValueError: `probs` is not ``(k,)`` with ``k = len(labels)``.
 
     Computed on Python floats (the pipeline calls this per face and frame, with 7 classes:
     numpy calls on such tiny arrays cost more than the arithmetic)."""

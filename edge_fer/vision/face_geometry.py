@@ -1,32 +1,4 @@
-"""Face geometry from the mesh: head pose (solvePnP), a frontalised mesh, and the raw measures behind the action units.
-
-Everything here is per face and per frame (numpy on the points, plain floats on the few
-numbers derived from them; no per-landmark Python loops), and stays inside the process: the
-outputs are a few angles and IOD-normalised distances.
-
-Coordinates. The *canonical face* is MediaPipe's neutral face model
-(``mediapipe/modules/face_geometry/data/canonical_face_model.obj``, Apache-2.0; centimetres, x to
-the subject's left, y up, z towards the camera); the rigid points below are copied from it, the
-subject's left side mirrored from the right. For OpenCV it is turned into the camera's
-convention (x right, y down, z away from the camera), which the mesh's own ``x, y, z`` also
-follow.
-
-Head pose. `head_pose` solves the perspective-n-point problem between the rigid points in the
-frame and the canonical face (``cv2.solvePnP``, SQPnP) for a pinhole camera of focal length
-``focal_ratio * max(frame w, h)`` centred on the frame. The angles are measured **relative to
-the line of sight** from the camera to the face, so that a face looking straight into the lens
-reads (0, 0) wherever it is in the frame:
-
-- yaw > 0: the face turns towards the image's right (the subject's left);
-- pitch > 0: the face tilts up (chin up);
-- roll > 0: the face rolls clockwise on screen (image y points down), like
-  `edge_fer.vision.align.eye_angle_deg`.
-
-Measures. The mesh (with its predicted depth) is frontalised by a similarity fit of its rigid
-points to the canonical face (Umeyama's method), which removes head rotation, position and
-scale; then each measure is a distance in units of the inter-ocular distance (IOD, between the
-eye centres), so that it means the same for a near or far, turned or upright face.
-"""
+"""Face geometry from the mesh: head pose, frontalisation and the raw measures behind the action units (method: docs/DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -234,7 +206,7 @@ def camera_matrix(width: int, height: int, focal_ratio: float = 1.0) -> np.ndarr
 
 
 def head_pose(points: np.ndarray, camera: np.ndarray) -> tuple[float, float, float] | None:
-    """Yaw, pitch, roll in degrees (conventions in the module docstring) of a face mesh
+    """Yaw, pitch, roll in degrees (conventions: docs/DESIGN.md) of a face mesh
     ``(468, 3)`` in frame pixels, or None when solvePnP fails."""
     image = np.asarray(points)[RIGID_INDICES, :2].astype(np.float64)
     ok, rvec, tvec = cv2.solvePnP(RIGID_CANONICAL, image, camera, None, flags=cv2.SOLVEPNP_SQPNP)

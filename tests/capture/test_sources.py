@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.capture import FrameSource, open_source, source_from_spec
+from edge_fer.capture import FrameSource, source_from_spec
 from edge_fer.capture.base import camera_index, classify_spec, redact
 from edge_fer.capture.folder import ImageFolderSource
 from edge_fer.capture.opencv import OpenCVSource, to_bgr
@@ -131,8 +131,9 @@ def test_video_file_frames_and_times(models_dir: Path) -> None:
     np.testing.assert_allclose([f.t for f in frames], np.arange(72) / 30.0)
 
 
-def test_open_source_opens_the_configured_spec(models_dir: Path) -> None:
-    source = open_source(SourceConfig(spec=str(models_dir / "single_face.mp4")), models_dir)
+def test_a_source_from_a_spec_opens_reads_and_closes_twice(models_dir: Path) -> None:
+    source = source_from_spec(str(models_dir / "single_face.mp4"), SourceConfig(), models_dir)
+    source.open()
     try:
         frame = source.read()
         assert frame is not None and frame.index == 0

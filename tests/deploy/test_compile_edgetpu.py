@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # every test runs the shell script
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "models" / "compile_edgetpu.sh"
 

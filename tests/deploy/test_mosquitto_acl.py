@@ -8,8 +8,11 @@ import time
 from pathlib import Path
 
 import paho.mqtt.publish as publish
+import pytest
 
 from tests.conftest import Broker, Collector, free_port
+
+pytestmark = pytest.mark.integration  # mosquitto and mosquitto_passwd
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware_config" / "mosquitto"
 

@@ -24,6 +24,7 @@ def test_unit_runs_edge_fer_as_notify_service_with_watchdog() -> None:
     assert re.search(r"^ExecStart=\S+/edge-fer run", text, re.M)
 
 
+@pytest.mark.integration  # a subprocess
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (no systemd)")
 def test_security_exposure_is_at_most_2_5() -> None:
     out = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, check=False).stdout
@@ -96,6 +97,7 @@ def test_throttle_flags_from_the_pi_firmware(tmp_path: Path) -> None:
     assert read_throttled(tmp_path / "missing", run=no_vcgencmd) is None
 
 
+@pytest.mark.integration  # a subprocess
 def test_pi_setup_refuses_to_run_elsewhere() -> None:
     script = UNIT.parents[1] / "firmware_config" / "pi" / "setup-pi.sh"
     result = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False)

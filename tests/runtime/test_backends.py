@@ -48,6 +48,7 @@ def test_execution_providers_prefer_tensorrt_then_cuda_then_cpu(tmp_path: Path) 
     assert execution_providers(jetson, None)[0] == "TensorrtExecutionProvider"  # no cache dir: engines are rebuilt at each start
 
 
+@pytest.mark.integration  # a subprocess
 def test_importing_and_auto_on_a_cpu_machine_never_import_onnxruntime(tmp_path: Path) -> None:
     """ONNX Runtime costs start-up time and memory: a CPU-only device never pays for it."""
     code = (

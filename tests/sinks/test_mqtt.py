@@ -44,6 +44,7 @@ def test_online_then_events_in_order_then_offline(broker: Broker, collector: Col
     assert seqs == list(range(seqs[0], seqs[0] + 30))
 
 
+@pytest.mark.integration  # a subprocess
 def test_outage_mid_run_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from tests.conftest import free_port
 
@@ -82,6 +83,7 @@ def test_outage_mid_run_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureF
     assert caplog.text.count("events are queued until it is back") == 1
 
 
+@pytest.mark.integration  # a subprocess
 def test_refused_credentials_are_never_connected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from tests.conftest import free_port
 

@@ -82,11 +82,11 @@ def test_counts_kept_in_memory_match_the_table(tmp_path: Path) -> None:
     q.ack(10**9)  # an id that is gone (dropped or acknowledged) changes nothing
     with sqlite3.connect(path) as conn:
         rows, size = conn.execute("SELECT COUNT(*), SUM(size) FROM events").fetchone()
-    assert (q.depth(), q.size_bytes()) == (rows, size)
+    assert (q.depth(), q._bytes) == (rows, size)
     dropped = q.dropped
     q.close()
     again = DurableQueue(path, "dev", max_rows=50)
-    assert (again.depth(), again.size_bytes(), again.dropped) == (rows, size, dropped)
+    assert (again.depth(), again._bytes, again.dropped) == (rows, size, dropped)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "folder", "foreign_schema", "truncated"])

@@ -16,7 +16,8 @@ from edge_fer.models import get_entry, resolve
 from edge_fer.runtime import Model, load_model
 from edge_fer.temporal import Tracker
 from edge_fer.types import Frame, Tracks
-from edge_fer.vision import EmotionClassifier, FaceDetector, align_face, valence_arousal
+from edge_fer.vision import EmotionClassifier, FaceDetector, align_face
+from edge_fer.vision.affect import affect
 from edge_fer.vision.align import crop_for_model
 
 
@@ -82,10 +83,10 @@ def test_demo_expressions_are_read_in_the_right_direction(stages: tuple[FaceDete
     happy, sad = EMOTIONS.index("happy"), EMOTIONS.index("sad")
     for early in (40, 80):
         assert int(np.argmax(results[early])) == sad
-        assert valence_arousal(results[early], EMOTIONS)[0] < 0
+        assert affect(results[early], EMOTIONS)[0] < 0
     for late in (360, 440):
         assert int(np.argmax(results[late])) == happy
-        assert valence_arousal(results[late], EMOTIONS)[0] > 0.5
+        assert affect(results[late], EMOTIONS)[0] > 0.5
 
 
 def test_contract_mismatch_is_a_model_error(models_dir: Path) -> None:
