@@ -288,6 +288,17 @@ class Runner:
         return self.report
 
 
+def _is_still_source(spec: str) -> bool:
+    """An image or a folder of images: unrelated photos, each searched completely for faces."""
+    from edge_fer.capture.base import classify_spec
+    from edge_fer.errors import SourceError
+
+    try:
+        return classify_spec(spec) == "folder"
+    except SourceError:
+        return False  # said when the source is opened, with the exit code for it
+
+
 def run(
     settings: Settings,
     *,
@@ -331,7 +342,7 @@ def run(
     )
     started_at = time.monotonic() if started_at is None else started_at
     stop_event = stop_event or threading.Event()
-    pipeline = Pipeline.from_settings(settings)
+    pipeline = Pipeline.from_settings(settings, stills=_is_still_source(settings.source.spec))
     if on_built is not None:
         on_built(pipeline)
     src_cfg = settings.source
