@@ -11,8 +11,8 @@ Configurations: each detector alone on the whole frame (``blazeface_short``,
 ``blazeface_full`` and their int8 versions), and ``default``, the shipped configuration
 (`RangeDetector`: short range every frame, the full-range scan, far-face and small-face
 follow-up), with ``default_int8`` its int8 pair. A single detector sees one frame; the
-range detector keeps state, so each scene is held still for 1.5 s at 24 frames/s (one complete
-scan) and scored on its last 6 frames.
+range detector keeps state, so each scene is held still for one complete scan
+(``detector.scan_s``) and 0.5 s more at 24 frames/s, and scored on its last 6 frames.
 
 Each configuration is scored three ways: without the face mesh, with the mesh check as it was
 (a detection whose mesh face score is below ``landmarks.min_score`` is rejected), and with the
@@ -48,7 +48,7 @@ WIDTHS = (16, 20, 24, 28, 32, 40, 48, 64, 80, 100, 128, 160, 200, 256)
 SINGLE = ("blazeface_short", "blazeface_full", "blazeface_short_int8", "blazeface_full_int8")
 RANGE = {"default": ("blazeface_short", "blazeface_full"), "default_int8": ("blazeface_short_int8", "blazeface_full_int8")}
 FPS = 24.0
-HOLD_FRAMES = 36  # 1.5 s: one complete scan (1 s) and then some
+HOLD_S = 0.5  # each scene is held for one complete scan (detector.scan_s) and this long
 SCORED_FRAMES = 6
 MIN_IOU = 0.3
 
@@ -56,7 +56,9 @@ MIN_IOU = 0.3
 def detector(name: str, models_dir: Path, settings: Any) -> FaceDetector:
     entry, path = resolve(name, models_dir, "detector")
     det = settings.detector
-    return FaceDetector(load_model(path, backend="cpu"), str(entry.extra["variant"]), det.score_threshold, det.min_face_px, det.nms_iou, det.max_faces)
+    return FaceDetector(
+        load_model(path, backend="cpu"), str(entry.extra["variant"]), det.score_threshold, det.min_face_px, det.nms_iou, det.max_faces
+    )
 
 
 def scenes(models_dir: Path, quick: bool) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -144,15 +146,18 @@ def run_single(det: FaceDetector, scorer: Scorer, items: list[tuple[int, np.ndar
             scorer.score(None, frame, det.detect(frame), np.zeros((0, 4), np.float32))
 
 
-def run_range(make: Any, scorer: Scorer, items: list[tuple[int, np.ndarray, np.ndarray]], negatives: dict[str, list[np.ndarray]]) -> dict[str, float]:
+def run_range(
+    make: Any, scorer: Scorer, items: list[tuple[int, np.ndarray, np.ndarray]], negatives: dict[str, list[np.ndarray]], scan_s: float
+) -> dict[str, float]:
     passes: dict[str, int] = {}
     frames = 0
+    hold = int(round((scan_s + HOLD_S) * FPS))
     for width, pixels, truth in items:
         det = make()
-        for i in range(HOLD_FRAMES):
+        for i in range(hold):
             frame = Frame(pixels, i / FPS, i)
             dets = det.detect(frame)
-            if i >= HOLD_FRAMES - SCORED_FRAMES:
+            if i >= hold - SCORED_FRAMES:
                 scorer.score(width, frame, dets, truth)
     for clip in negatives.values():
         det = make()
@@ -167,6 +172,7 @@ def run_range(make: Any, scorer: Scorer, items: list[tuple[int, np.ndarray, np.n
 
 def plot(record: dict[str, Any], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -177,6 +183,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
             curve = result[rule]["recall_by_width_px"]
             ax.plot([int(w) for w in curve], list(curve.values()), style, marker="o", markersize=3, label=f"{name} ({rule.replace('_', ' ')})")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(WIDTHS, [str(w) for w in WIDTHS])
     ax.axhline(0.9, color="grey", linewidth=0.5)
     ax.axvline(24, color="grey", linewidth=0.5)
@@ -208,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "negative_clips": {name: len(clip) for name, clip in negatives.items()},
         "score_threshold": settings.detector.score_threshold,
         "min_face_px": settings.detector.min_face_px,
+        "scan_s": settings.detector.scan_s,
         "configurations": {},
     }
     wanted = set(args.only or [*SINGLE, *RANGE])
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         def make(near_det: FaceDetector = near_det, far_det: FaceDetector = far_det) -> RangeDetector:
             return RangeDetector(near_det, far_det, settings.detector.scan_s, settings.tracker.max_missed_s, settings.detector.max_faces)
 
-        passes = run_range(make, scorer, items, negatives)
+        passes = run_range(make, scorer, items, negatives, settings.detector.scan_s)
         record["configurations"][name] = {**scorer.report(), "passes_per_frame_negative_clips": passes}
         print(f"{name} done ({time.monotonic() - start:.0f} s)", file=sys.stderr)
     record["seconds"] = round(time.monotonic() - start, 1)

@@ -94,7 +94,7 @@ class DetectorConfig(_Section):
         50, ge=1, le=200, description="At most this many faces per frame (highest scores); the rest are counted in faces.truncated."
     )
     scan_s: float = Field(
-        1.0,
+        2.0,
         ge=0.0,
         le=60.0,
         description="With a far_detector: the whole frame, then each of its 3x2 tiles, is searched for far and small faces once "
@@ -119,9 +119,7 @@ class TrackerConfig(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
     max_missed_s: float = Field(0.5, ge=0, le=10, description="A track unseen for longer ends.")
     stable_hits: int = Field(3, ge=1, le=100, description="Hits after which a track counts as stable.")
-    confirm_hits: int = Field(
-        3, ge=1, le=100, description="A new track counts as a person only after this many detections (1: at once)..."
-    )
+    confirm_hits: int = Field(3, ge=1, le=100, description="A new track counts as a person only after this many detections (1: at once)...")
     confirm_s: float = Field(0.2, ge=0.0, le=10.0, description="...spread over at least this many seconds...")
     confirm_score: float = Field(
         0.65, ge=0.0, lt=1.0, description="...with a mean detector score of at least this (false faces score just over the threshold)."
@@ -140,9 +138,7 @@ class LandmarksConfig(_Section):
         description="Mesh runs per second per face at most (a 60 fps camera meshes every 2nd frame at 30; 15 and 30 fps: every frame).",
     )
     min_score: float = Field(0.5, gt=0, lt=1, description="Face-presence score below which a detection is rejected as not a face...")
-    trust_score: float = Field(
-        0.75, gt=0, le=1, description="...unless the detector scored it at least this high (1: the mesh alone decides)."
-    )
+    trust_score: float = Field(0.75, gt=0, le=1, description="...unless the detector scored it at least this high (1: the mesh alone decides).")
     attention_yaw_deg: float = Field(
         30.0, gt=0, le=90, description="A face counts as attending while it is turned at most this far left or right of the camera."
     )

@@ -14,7 +14,6 @@ from edge_fer.types import Frame
 from edge_fer.vision.action_units import AU_NAMES
 from tests.conftest import SMILES, smile_clip
 
-
 #: Every track confirmed at its first detection: for tests of what comes after confirmation.
 AT_ONCE = {"confirm_hits": 1, "confirm_s": 0.0, "confirm_score": 0.0}
 

@@ -500,7 +500,7 @@ class RangeDetector:
         self,
         near: FaceDetector,
         far: FaceDetector,
-        scan_s: float = 1.0,
+        scan_s: float = 2.0,
         hold_s: float = 0.5,
         max_faces: int = 50,
         stills: bool = False,
