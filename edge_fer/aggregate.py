@@ -37,6 +37,7 @@ class _WindowAcc:
     uncertain: int = 0
     confidence_sum: float = 0.0
     total: int = 0
+    truncated: int = 0
 
 
 class Aggregator:
@@ -71,8 +72,9 @@ class Aggregator:
         self._tracks: dict[int, _TrackAcc] = {}
         self._last_t: float | None = None
 
-    def add(self, t: float, tracks: Tracks, observations: Sequence[FaceObservation]) -> None:
-        """Record one processed frame at time `t` (s): the tracks alive and their observations."""
+    def add(self, t: float, tracks: Tracks, observations: Sequence[FaceObservation], truncated: int = 0) -> None:
+        """Record one processed frame at time `t` (s): the tracks alive and their observations,
+        and how many faces the detector left out of it (``detector.max_faces``)."""
         if self._window is None:
             self._window = _WindowAcc(start_t=t)
         w = self._window
@@ -80,6 +82,7 @@ class Aggregator:
         self._last_t = t
         seen = tracks.ids[tracks.seen] if len(tracks) else np.zeros((0,), np.int64)
         w.frames += 1
+        w.truncated = max(w.truncated, truncated)
         w.faces_max = max(w.faces_max, int(len(seen)))
         w.distinct.update(int(i) for i in seen)
         w.dwell_s += dt * len(seen)
@@ -147,6 +150,7 @@ class Aggregator:
             suppressed=suppressed,
             uncertain=w.uncertain,
             mean_confidence=(w.confidence_sum / w.n) if w.n and not suppressed else None,
+            faces_truncated=w.truncated,
         )
 
     def end_tracks(self, track_ids: Sequence[int]) -> list[TrackSummary]:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from edge_fer.aggregate import Aggregator
-from edge_fer.capture import CaptureThread, source_from_spec
+from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
 from edge_fer.capture.opencv import to_bgr
 from edge_fer.config import Settings, load_settings, merge
 from edge_fer.errors import ConfigError, SourceError
@@ -238,7 +238,7 @@ def read_image(image: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
 def _image_models(settings: Settings) -> tuple[threading.Lock, Pipeline]:
     """The models for `analyze_image`, loaded once per settings (a model holds buffers that one
     call at a time may use: hence the lock)."""
-    return threading.Lock(), Pipeline.from_settings(settings)
+    return threading.Lock(), Pipeline.from_settings(settings, stills=True)
 
 
 def analyze_image(image: str | os.PathLike[str] | np.ndarray, *, config: ConfigLike = None, **overrides: Any) -> list[Face]:
@@ -282,11 +282,17 @@ def analyze_image(image: str | os.PathLike[str] | np.ndarray, *, config: ConfigL
         pipeline = Pipeline(
             detector=models.detector,
             classifier=models.classifier,
-            tracker=Tracker(settings.tracker.iou_threshold, settings.tracker.max_missed_s),
+            # a photo is seen once: its faces are confirmed as `Pipeline.from_settings` does for stills
+            tracker=Tracker(
+                settings.tracker.iou_threshold,
+                settings.tracker.max_missed_s,
+                confirm_score=0.0 if models.landmarker is not None else settings.tracker.confirm_score,
+            ),
             smoother=ProbabilitySmoother(0.0),
             aggregator=Aggregator(models.classifier.labels),
             min_confidence=settings.classifier.min_confidence,
             landmarker=models.landmarker,
+            trust_score=models.trust_score,
             attention_yaw_deg=settings.landmarks.attention_yaw_deg,
             attention_pitch_deg=settings.landmarks.attention_pitch_deg,
         )
@@ -354,7 +360,7 @@ class Analyzer:
             return self
         settings = self.settings
         settings.deployment.check_lawful()
-        self.pipeline = Pipeline.from_settings(settings)
+        self.pipeline = Pipeline.from_settings(settings, stills=is_still_spec(settings.source.spec))
         cfg = settings.source
         self._stop.clear()
         capture = CaptureThread(

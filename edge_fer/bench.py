@@ -73,17 +73,16 @@ def five_faces_clip(models_dir: Path, dest_dir: Path, frames: int = 240, fps: fl
 def bench_settings(settings: Settings, *, detector: str | None = None, keep_sinks: bool = False) -> Settings:
     """`settings` as `edge-fer bench` runs them: ``realtime`` off, the source looped unless the
     settings say otherwise, no sinks unless `keep_sinks` (sinks given on the command line), and
-    `detector` if given, else the full-range detector for ``five-faces`` (five faces at
-    shop-window distance are beyond the short-range model)."""
+    `detector` if given (alone: no far detector), else the configured detectors (by default
+    the range pair, which finds the five faces at shop-window distance by itself)."""
     update: dict[str, Any] = {"realtime": False}
     if settings.source.loop is None:
         update["loop"] = True
     updates: dict[str, Any] = {"source": settings.source.model_copy(update=update)}
     if not keep_sinks:
         updates["sinks"] = ()
-    detector = detector or ("blazeface_full" if settings.source.spec == "five-faces" else None)
     if detector:
-        updates["models"] = settings.models.model_copy(update={"detector": detector})
+        updates["models"] = settings.models.model_copy(update={"detector": detector, "far_detector": ""})
     return settings.model_copy(update=updates)
 
 
@@ -136,6 +135,7 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None, footage_n
         "rss_mb": round(rss_mb(), 1),
         "startup_s": round(report.startup_s or 0.0, 3),
         "detector": settings.models.detector,
+        "far_detector": settings.models.far_detector or None,
         "emotion_model": settings.models.emotion,
         "runtime": ", ".join(sorted({model.runtime for model, _, _ in before.values()})),
         "backend": {stage: m["backend"] for stage, m in models.items()},

@@ -178,14 +178,16 @@ def _add_bench(sub: Any) -> None:
         ),
         epilog=(
             "footage: demo (one face, 640x360) or five-faces (a clip made at bench time from the five-face group photo, "
-            "slow pan and zoom; benched with blazeface_full unless --detector says otherwise), or any source spec.\n"
+            "slow pan and zoom), or any source spec. --detector benches one detector alone (no far detector).\n"
             "example: edge-fer bench --source five-faces --frames 2000 --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("--config", type=Path, help="TOML settings file")
     bench.add_argument("--source", default="demo", help="footage to run on: demo (default, looped), five-faces, or a source spec")
-    bench.add_argument("--detector", help="detector manifest name, e.g. blazeface_full_int8 (default: config models.detector)")
+    bench.add_argument(
+        "--detector", help="bench this detector alone, e.g. blazeface_full_int8 (default: config models.detector with models.far_detector)"
+    )
     bench.add_argument("--frames", type=_positive_int, default=1000, help="frames to process (default 1000)")
     bench.add_argument("--sink", action="append", dest="sinks", metavar="SPEC", help="also publish (default: none)")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

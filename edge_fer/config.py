@@ -55,7 +55,12 @@ class ModelsConfig(_Section):
         default_factory=lambda: default_data_dir() / "models",
         description="Folder holding provisioned model files and demo footage (`edge-fer models fetch`).",
     )
-    detector: str = Field("blazeface_short", description="Manifest name of the face detector.")
+    detector: str = Field("blazeface_short", description="Manifest name of the face detector run on every frame (near range).")
+    far_detector: str = Field(
+        "blazeface_full",
+        description="Manifest name of the long-range detector, run on a schedule (detector.scan_s) and on every frame while a far face "
+        "is in view; empty: the near detector alone.",
+    )
     emotion: str = Field("edge_fer_emotion", description="Manifest name of the emotion model (mini_xception: the baseline).")
     landmarks: str = Field("face_mesh", description="Manifest name of the face-mesh model (468 landmarks).")
 
@@ -83,9 +88,18 @@ class SourceConfig(_Section):
 
 class DetectorConfig(_Section):
     score_threshold: float = Field(0.5, ge=0.05, le=0.99, description="Minimum face score.")
-    min_face_px: int = Field(24, ge=8, le=2048, description="Faces narrower than this (px) are ignored.")
+    min_face_px: int = Field(20, ge=8, le=2048, description="Faces narrower than this (px) are ignored.")
     nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping boxes are merged.")
-    max_faces: int = Field(10, ge=1, le=100, description="At most this many faces per frame (highest scores).")
+    max_faces: int = Field(
+        50, ge=1, le=200, description="At most this many faces per frame (highest scores); the rest are counted in faces.truncated."
+    )
+    scan_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=60.0,
+        description="With a far_detector: the whole frame, then each of its 3x2 tiles, is searched for far and small faces once "
+        "every scan_s seconds, spread over the frames (0: never; image sources: every image).",
+    )
 
 
 class ClassifierConfig(_Section):
@@ -105,6 +119,11 @@ class TrackerConfig(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
     max_missed_s: float = Field(0.5, ge=0, le=10, description="A track unseen for longer ends.")
     stable_hits: int = Field(3, ge=1, le=100, description="Hits after which a track counts as stable.")
+    confirm_hits: int = Field(3, ge=1, le=100, description="A new track counts as a person only after this many detections (1: at once)...")
+    confirm_s: float = Field(0.2, ge=0.0, le=10.0, description="...spread over at least this many seconds...")
+    confirm_score: float = Field(
+        0.65, ge=0.0, lt=1.0, description="...with a mean detector score of at least this (false faces score just over the threshold)."
+    )
 
 
 class LandmarksConfig(_Section):
@@ -118,7 +137,8 @@ class LandmarksConfig(_Section):
         le=240,
         description="Mesh runs per second per face at most (a 60 fps camera meshes every 2nd frame at 30; 15 and 30 fps: every frame).",
     )
-    min_score: float = Field(0.5, gt=0, lt=1, description="Face-presence score below which a detection is rejected as not a face.")
+    min_score: float = Field(0.5, gt=0, lt=1, description="Face-presence score below which a detection is rejected as not a face...")
+    trust_score: float = Field(0.75, gt=0, le=1, description="...unless the detector scored it at least this high (1: the mesh alone decides).")
     attention_yaw_deg: float = Field(
         30.0, gt=0, le=90, description="A face counts as attending while it is turned at most this far left or right of the camera."
     )

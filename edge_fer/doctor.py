@@ -40,6 +40,8 @@ def _models(settings: Settings) -> Check:
     from edge_fer.models import verify_all
 
     wanted = {settings.models.detector, settings.models.emotion}
+    if settings.models.far_detector:
+        wanted.add(settings.models.far_detector)
     if settings.landmarks.enabled:
         wanted.add(settings.models.landmarks)
     bad = [f"{e.name} {s}" for e, s in verify_all(settings.models.dir) if e.name in wanted and s != "ok"]
@@ -54,7 +56,8 @@ def _backends(settings: Settings) -> Check:
     from edge_fer.runtime import load_manifest_model
 
     parts = []
-    for kind, name in (("detector", settings.models.detector), ("emotion", settings.models.emotion)):
+    detectors = [("detector", settings.models.detector)] + ([("detector", settings.models.far_detector)] if settings.models.far_detector else [])
+    for kind, name in (*detectors, ("emotion", settings.models.emotion)):
         try:
             model = load_manifest_model(*resolve(name, settings.models.dir, kind), settings)
         except EdgeFerError as exc:

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -33,11 +33,12 @@ from edge_fer.types import FaceObservation, Frame, MicroExpression, Tracks, Trac
 from edge_fer.vision import face_geometry
 from edge_fer.vision.action_units import AU_NAMES
 from edge_fer.vision.affect import affect
+from edge_fer.vision.landmarks import mesh_keeps
 
 if TYPE_CHECKING:
     from edge_fer.config import Settings
     from edge_fer.runtime import Model
-    from edge_fer.vision.blazeface import FaceDetector
+    from edge_fer.vision.blazeface import FaceDetector, RangeDetector
     from edge_fer.vision.emotion import EmotionClassifier
     from edge_fer.vision.landmarks import FaceLandmarker
 
@@ -158,7 +159,7 @@ class Pipeline:
     """Wires the pure stages for one stream of frames.
 
     Args:
-        detector: finds faces (`FaceDetector.detect`).
+        detector: finds faces (`FaceDetector` or, for every distance, `RangeDetector`).
         classifier: emotion probabilities per track (`EmotionClassifier.classify`).
         tracker: ephemeral-id tracker.
         smoother: per-track smoothing of probabilities.
@@ -171,12 +172,14 @@ class Pipeline:
         landmarker: face mesh (None: no action units, head pose, attention or mesh rejection).
         au_tracker: per-track AU baselines (used with `landmarker`).
         landmark_rate_hz: at most this many meshes per second per track.
+        trust_score: a detection scored at least this is not rejected by the mesh
+            (`edge_fer.vision.landmarks.mesh_keeps`).
         attention_yaw_deg, attention_pitch_deg: a face is `attending` while its yaw and pitch
             (relative to the line of sight) are within these.
         timer: collects per-stage latencies.
     """
 
-    detector: FaceDetector
+    detector: FaceDetector | RangeDetector
     classifier: EmotionClassifier
     tracker: Tracker
     smoother: ProbabilitySmoother
@@ -188,6 +191,7 @@ class Pipeline:
     landmarker: FaceLandmarker | None = None
     au_tracker: ActionUnitTracker = field(default_factory=ActionUnitTracker)
     landmark_rate_hz: float = 30.0
+    trust_score: float = 0.75
     attention_yaw_deg: float = 30.0
     attention_pitch_deg: float = 20.0
     timer: StageTimer = field(default_factory=StageTimer)
@@ -201,22 +205,31 @@ class Pipeline:
         self._neutral = labels.index("neutral") if "neutral" in labels else None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
-        """Build every stage from the settings.
+    def from_settings(cls, settings: Settings, *, stills: bool = False) -> Pipeline:
+        """Build every stage from the settings; `stills`: the frames are unrelated photos
+        (an image folder), each searched completely for faces at every distance.
 
         Raises:
             ModelError: a model is missing, corrupt or breaks its manifest contract.
         """
-        from edge_fer.vision.blazeface import FaceDetector
+        from edge_fer.vision.blazeface import RangeDetector
         from edge_fer.vision.emotion import EmotionClassifier
         from edge_fer.vision.landmarks import FaceLandmarker
 
         classifier = EmotionClassifier.from_settings(settings)
         marks, micro = settings.landmarks, settings.micro
         return cls(
-            detector=FaceDetector.from_settings(settings),
+            detector=RangeDetector.from_settings(settings, stills=stills),
             classifier=classifier,
-            tracker=Tracker(settings.tracker.iou_threshold, settings.tracker.max_missed_s),
+            tracker=Tracker(
+                settings.tracker.iou_threshold,
+                settings.tracker.max_missed_s,
+                # a photo is seen once: its faces cannot be confirmed over time, only by the
+                # mesh, or (without it) by the detector's score
+                confirm_hits=1 if stills else settings.tracker.confirm_hits,
+                confirm_s=0.0 if stills else settings.tracker.confirm_s,
+                confirm_score=0.0 if stills and marks.enabled else settings.tracker.confirm_score,
+            ),
             smoother=ProbabilitySmoother(settings.classifier.smoothing_s),
             aggregator=Aggregator(classifier.labels, settings.aggregate.window_s, settings.aggregate.min_faces),
             every_n_frames=settings.classifier.every_n_frames,
@@ -225,13 +238,14 @@ class Pipeline:
             spotter=MicroSpotter(classifier.labels, micro.min_ms, micro.max_ms, micro.onset, micro.au_onset, head_turn_deg=micro.head_turn_deg),
             landmarker=FaceLandmarker.from_settings(settings) if marks.enabled else None,
             landmark_rate_hz=marks.rate_hz,
+            trust_score=marks.trust_score,
             attention_yaw_deg=marks.attention_yaw_deg,
             attention_pitch_deg=marks.attention_pitch_deg,
         )
 
     def models(self) -> dict[str, Model]:
         """The loaded models by the stage that runs them, for stats and bench (back-end, invokes)."""
-        models = {"detect": self.detector.model, "classify": self.classifier.model}
+        models = {**self.detector.models(), "classify": self.classifier.model}
         if self.landmarker is not None:
             models["landmarks"] = self.landmarker.model
         return models
@@ -259,11 +273,15 @@ class Pipeline:
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage on `frame`; returns what it produced (see `FrameResult`)."""
         lap = self.timer.laps()
-        self.detector.preprocess(frame.pixels)
+        self.detector.prepare(frame)
         lap("preprocess")
         detections = self.detector.detect(frame, preprocessed=True)
         lap("detect")
         tracks = self.tracker.update(detections, frame.t)
+        if tracks.confirmed is not None and not tracks.confirmed.all():
+            # A tentative track has not earned its place as a person yet: not meshed, not
+            # classified, not counted (it may be a ghost: lettering, a pattern, a shape).
+            tracks = replace(tracks, seen=tracks.seen & tracks.confirmed)
         lap("track")
         n = self._processed
         self._processed += 1
@@ -285,7 +303,7 @@ class Pipeline:
             certain = {o.track_id for o in observations if o.fresh and not o.uncertain}
             micros = tuple(self.spotter.update(observations, {k: v for k, v in fresh.items() if k in certain}, frame.t))
         lap("temporal")
-        self.aggregator.add(frame.t, tracks, observations)
+        self.aggregator.add(frame.t, tracks, observations, truncated=detections.truncated)
         for micro in micros:
             self.aggregator.add_micro(micro)
         ended: tuple[TrackSummary, ...] = ()
@@ -326,8 +344,7 @@ class Pipeline:
         rejected = tuple(track_id for _, track_id, memo in live if memo.rejected)
         if not rejected:
             return tracks, live, rejected
-        seen = tracks.seen & ~np.isin(tracks.ids, rejected)
-        tracks = Tracks(tracks.ids, tracks.boxes, tracks.keypoints, tracks.first_seen, tracks.hits, seen, tracks.ended)
+        tracks = replace(tracks, seen=tracks.seen & ~np.isin(tracks.ids, rejected))
         return tracks, [entry for entry in live if not entry[2].rejected], rejected
 
     def _due(self, tracks: Tracks, live: list[tuple[int, int, _TrackMemo]], n: int) -> np.ndarray | None:
@@ -369,11 +386,12 @@ class Pipeline:
         # All meshes first, then all the geometry: code run right after a model invoke is slow
         # (cold caches), so each kind of work is done for every face in one pass.
         meshes = landmarker.meshes(frame, [tracks.boxes[i] for i, _, _ in due], [tracks.keypoints[i] for i, _, _ in due])
-        for (_, track_id, memo), mesh in zip(due, meshes):
+        scores = tracks.scores.tolist() if tracks.scores is not None else None
+        for (i, track_id, memo), mesh in zip(due, meshes):
             memo.mesh_t = t
-            memo.rejected = not mesh.present
+            memo.rejected = not mesh_keeps(mesh, scores[i] if scores is not None else 0.0, self.trust_score)
             if not mesh.present:
-                continue
+                continue  # kept on the detector's word, but its points are no face to measure
             pose = face_geometry.head_pose(mesh.points, camera)
             memo.pose = pose
             memo.attending = None if pose is None else abs(pose[0]) <= yaw_max and abs(pose[1]) <= pitch_max

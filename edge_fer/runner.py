@@ -23,7 +23,7 @@ from typing import IO, Any
 import cv2
 
 from edge_fer import __version__
-from edge_fer.capture import CaptureThread, source_from_spec
+from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
 from edge_fer.config import Settings
 from edge_fer.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
 from edge_fer.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
@@ -315,6 +315,8 @@ def preflight(settings: Settings) -> None:
 
     settings.deployment.check_lawful()
     models = [("detector", settings.models.detector), ("emotion", settings.models.emotion)]
+    if settings.models.far_detector:
+        models.append(("detector", settings.models.far_detector))
     if settings.landmarks.enabled:
         models.append(("landmarks", settings.models.landmarks))
     for kind, name in models:
@@ -368,7 +370,7 @@ def run(
     )
     started_at = time.monotonic() if started_at is None else started_at
     stop_event = stop_event or threading.Event()
-    pipeline = Pipeline.from_settings(settings)
+    pipeline = Pipeline.from_settings(settings, stills=is_still_spec(settings.source.spec))
     if on_built is not None:
         on_built(pipeline)
     src_cfg = settings.source

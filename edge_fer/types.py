@@ -61,11 +61,13 @@ class Detections:
         scores: ``(n,)`` float32 detector confidence in [0, 1].
         keypoints: ``(n, 6, 2)`` float32 ``x, y`` in frame pixels, order `KEYPOINTS`
             (``right_eye`` is the subject's right eye, on the image's left side).
+        truncated: faces the detector found but left out because of its ``max_faces`` cap.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     keypoints: np.ndarray
+    truncated: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -85,7 +87,7 @@ class Detections:
         return len(self.boxes)
 
     def __getitem__(self, index: np.ndarray | slice | list[int]) -> Detections:
-        return Detections(self.boxes[index], self.scores[index], self.keypoints[index])
+        return Detections(self.boxes[index], self.scores[index], self.keypoints[index], self.truncated)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class Tracks:
         seen: ``(n,)`` bool, True when the track was matched in *this* frame (a coasting track
             keeps its last box for a short while but must not be classified).
         ended: ids of tracks that ended at this update (for `event/track`).
+        confirmed: ``(n,)`` bool, True once the track earned its place as a person (enough
+            consistent detections over enough time, see `Tracker`); a tentative track is not
+            classified and not counted. None: every track counts as confirmed.
+        scores: ``(n,)`` float32 detector score of the latest matched detection (None: unknown).
     """
 
     ids: np.ndarray
@@ -110,9 +116,15 @@ class Tracks:
     hits: np.ndarray
     seen: np.ndarray
     ended: tuple[int, ...] = ()
+    confirmed: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if self.confirmed is not None:
+            _check_shape("Tracks.confirmed", self.confirmed, (n,))
+        if self.scores is not None:
+            _check_shape("Tracks.scores", self.scores, (n,))
         _check_shape("Tracks.boxes", self.boxes, (n, 4))
         _check_shape("Tracks.keypoints", self.keypoints, (n, 6, 2))
         for name in ("first_seen", "hits", "seen"):
@@ -224,7 +236,8 @@ class WindowSummary:
 
     ``uncertain`` counts the face observations below the abstention threshold; they are in
     ``observations`` but not in the shares. ``mean_confidence`` is the mean top probability of
-    the observations that the shares are made of.
+    the observations that the shares are made of. ``faces_truncated`` is the most faces the
+    detector left out of one frame of the window (more than ``detector.max_faces``; 0: none).
 
     ``emotion_shares``, ``mean_valence`` and ``mean_arousal`` are None when the window saw
     fewer distinct faces than ``min_faces`` (k-anonymity), or no classified face at all;
@@ -251,3 +264,4 @@ class WindowSummary:
     uncertain: int = 0
     mean_confidence: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    faces_truncated: int = 0

@@ -76,7 +76,7 @@ def test_a_path_an_array_and_a_grey_array_read_the_same(env: Path) -> None:
 
 def test_it_is_the_pipeline_the_service_runs(env: Path) -> None:
     pixels = cv2.imread(str(env / "single_face.jpg"))
-    result = Pipeline.from_settings(load_settings()).process(Frame(pixels, 0.0, 0))
+    result = Pipeline.from_settings(load_settings(), stills=True).process(Frame(pixels, 0.0, 0))
     (face,) = edge_fer.analyze_image(pixels)
     (obs,) = result.observations
     assert face.emotion == obs.label and face.probabilities == pytest.approx(dict(zip(obs.labels, obs.probs.tolist())))

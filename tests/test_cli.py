@@ -59,6 +59,20 @@ def test_unreadable_source_exits_3(tmp_path: Path, run_env: dict[str, str]) -> N
     assert result.returncode == 3, result.stderr
 
 
+@pytest.mark.parametrize("content", [b"this is a text file named .jpg", b""], ids=["text", "empty"])
+def test_undecodable_still_exits_3_naming_the_file(tmp_path: Path, run_env: dict[str, str], content: bytes) -> None:
+    """A still that cannot be decoded is not retried: exit 3 at once, one error line naming it;
+    a folder of such files likewise."""
+    still = tmp_path / "stills" / "photo.jpg"
+    still.parent.mkdir()
+    still.write_bytes(content)
+    for spec in (still, still.parent):
+        result = edge_fer(["run", "--source", str(spec), "--max-frames", "5"], run_env, tmp_path, timeout_s=60)
+        assert result.returncode == 3, result.stderr
+        errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and str(still) in errors[0], result.stderr
+
+
 def test_missing_and_corrupt_model_exit_4(tmp_path: Path, run_env: dict[str, str], models_dir: Path) -> None:
     broken = tmp_path / "models"
     shutil.copytree(models_dir, broken)

@@ -76,5 +76,5 @@ def test_the_onnx_backend_runs_the_demo_and_says_so_in_stats(run_env: dict[str, 
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     stats = [line for line in lines if line["topic"].endswith("/stats")]
-    assert stats and stats[-1]["backends"] == {"detect": "onnx:cpu", "classify": "onnx:cpu", "landmarks": "onnx:cpu"}
+    assert stats and stats[-1]["backends"] == {"detect": "onnx:cpu", "detect_far": "onnx:cpu", "classify": "onnx:cpu", "landmarks": "onnx:cpu"}
     assert any(s["faces"]["distinct"] == 1 and s["emotions"] for s in lines if s["topic"].endswith("/summary"))

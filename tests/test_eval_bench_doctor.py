@@ -113,13 +113,17 @@ def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert set(record) >= BENCH_KEYS
-    assert record["frames"] == 60 and record["faces_per_frame"] == pytest.approx(1.0)
+    # the actress's track is tentative for its first 0.2 s (tracker.confirm_s): 5 frames at 24 fps
+    assert record["frames"] == 60 and record["faces_per_frame"] == pytest.approx(55 / 60, abs=0.02)
+    assert record["detector"] == "blazeface_short" and record["far_detector"] == "blazeface_full"
     assert list(record["stages_ms"]) == ["capture", "preprocess", "detect", "track", "landmarks", "classify", "temporal", "aggregate", "publish"]
     models = record["models"]  # every model the pipeline runs, by the stage that runs it
     assert models["detect"]["file"] == "face_detection_short_range.tflite" and models["detect"]["invokes"] == 60
     assert models["classify"]["file"] == "edge_fer_emotion_int8.tflite" and 0 < models["classify"]["invokes"] <= 60
     assert models["landmarks"]["file"] == "face_landmark.tflite" and models["landmarks"]["invokes"] > 0
-    assert set(record["raw_invoke_ms_per_frame"]) == set(models) == {"detect", "classify", "landmarks"}
+    # the far detector's scan: the whole frame and 6 tiles every 2 s (2.5 s of footage here)
+    assert models["detect_far"]["file"] == "face_detection_full_range.tflite" and 0 < models["detect_far"]["invokes"] <= 15
+    assert set(record["raw_invoke_ms_per_frame"]) == set(models) == {"detect", "detect_far", "classify", "landmarks"}
     assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
 
 
@@ -127,12 +131,14 @@ def test_bench_reports_the_backend_of_each_model(run_env: dict[str, str], tmp_pa
     result = edge_fer(["bench", "--frames", "30", "--json"], {**run_env, "EDGE_FER_RUNTIME__BACKEND": "onnx"}, tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["backend"] == {"detect": "onnx:cpu", "classify": "onnx:cpu", "landmarks": "onnx:cpu"}
+    assert record["backend"] == {"detect": "onnx:cpu", "detect_far": "onnx:cpu", "classify": "onnx:cpu", "landmarks": "onnx:cpu"}
     assert record["runtime"].startswith("onnxruntime ")
-    assert record["faces_per_frame"] == pytest.approx(1.0) and record["invokes"]["detect"] == 30
+    assert record["faces_per_frame"] == pytest.approx(25 / 30, abs=0.04) and record["invokes"]["detect"] == 30
     assert record["raw_invoke_ms_per_frame"]["detect"] > 0
     default = json.loads(edge_fer(["bench", "--frames", "5", "--json"], run_env, tmp_path).stdout)
-    assert default["backend"] == {"detect": "cpu", "classify": "cpu", "landmarks": "cpu"} and default["runtime"].startswith("ai-edge-litert ")
+    assert default["backend"] == {"detect": "cpu", "detect_far": "cpu", "classify": "cpu", "landmarks": "cpu"} and default["runtime"].startswith(
+        "ai-edge-litert "
+    )
 
 
 def test_bench_makes_the_five_face_clip_and_counts_five_faces(run_env: dict[str, str], tmp_path: Path) -> None:
@@ -141,9 +147,11 @@ def test_bench_makes_the_five_face_clip_and_counts_five_faces(run_env: dict[str,
     result = edge_fer(["bench", "--source", "five-faces", "--frames", "30", "--json"], {**run_env, "TMPDIR": str(scratch)}, tmp_path)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["source"].startswith("five-faces") and record["detector"] == "blazeface_full"
-    assert record["faces_per_frame"] == pytest.approx(5.0, abs=0.2)
-    assert record["models"]["detect"]["file"] == "face_detection_full_range.tflite" and record["invokes"]["detect"] == 30
+    # the default range pair: the five faces (62-100 px) are far for the short-range model, so
+    # the full-range model runs on every frame; each track is tentative for its first 0.2 s
+    assert record["source"].startswith("five-faces") and record["detector"] == "blazeface_short"
+    assert record["faces_per_frame"] == pytest.approx(5.0 * 25 / 30, abs=0.2)
+    assert record["models"]["detect_far"]["file"] == "face_detection_full_range.tflite" and record["invokes"]["detect_far"] >= 29
     assert not list(scratch.iterdir())  # the clip lived only for the run
 
 

@@ -14,9 +14,13 @@ from edge_fer.types import Frame
 from edge_fer.vision.action_units import AU_NAMES
 from tests.conftest import SMILES, smile_clip
 
+#: Every track confirmed at its first detection: for tests of what comes after confirmation.
+AT_ONCE = {"confirm_hits": 1, "confirm_s": 0.0, "confirm_score": 0.0}
+
 
 def pipeline(models_dir: Path, **sections: dict[str, object]) -> Pipeline:
-    return Pipeline.from_settings(load_settings(environ={}, overrides={"models": {"dir": str(models_dir)}, **sections}))
+    models = {"dir": str(models_dir), **sections.pop("models", {})}
+    return Pipeline.from_settings(load_settings(environ={}, overrides={"models": models, **sections}))
 
 
 def man_frames(models_dir: Path, count: int) -> list[np.ndarray]:
@@ -27,18 +31,35 @@ def man_frames(models_dir: Path, count: int) -> list[np.ndarray]:
 
 
 def test_the_mesh_rejects_what_the_detector_mistook_for_faces(models_dir: Path) -> None:
-    """Sky and clouds at a very low detector threshold: without the mesh they are faces."""
+    """Sky and clouds at a very low detector threshold, every track confirmed at once and the
+    short-range detector alone: without the mesh they are faces."""
     sky = np.ascontiguousarray(cv2.imread(str(models_dir / "multi_face.jpg"))[0:300, 500:1000])
     results = {}
     for enabled in (True, False):
-        p = pipeline(models_dir, detector={"score_threshold": 0.05}, landmarks={"enabled": enabled})
+        p = pipeline(
+            models_dir,
+            detector={"score_threshold": 0.05},
+            landmarks={"enabled": enabled},
+            tracker=AT_ONCE,
+            models={"far_detector": ""},
+        )
         results[enabled] = [p.process(Frame(sky, i / 30, i)) for i in range(5)]
     assert all(len(r.tracks) >= 3 and r.rejected and not r.observations and r.classified == 0 for r in results[True])
     assert all(r.observations for r in results[False])
 
 
+def test_tentative_tracks_are_not_people_even_without_the_mesh(models_dir: Path) -> None:
+    """The same sky at the same low threshold with the default confirmation: the false faces
+    come and go at low scores, never earn their place, and nothing is classified or counted."""
+    sky = np.ascontiguousarray(cv2.imread(str(models_dir / "multi_face.jpg"))[0:300, 500:1000])
+    p = pipeline(models_dir, detector={"score_threshold": 0.05}, landmarks={"enabled": False})
+    results = [p.process(Frame(sky, i / 30, i)) for i in range(30)]
+    assert any(len(r.tracks) for r in results)  # the detector does see "faces" there
+    assert all(not r.observations and r.classified == 0 and not r.tracks.seen.any() for r in results)
+
+
 def test_observations_carry_action_units_head_pose_and_attention(models_dir: Path) -> None:
-    p = pipeline(models_dir)
+    p = pipeline(models_dir, tracker=AT_ONCE)
     results = [p.process(Frame(pixels, i / 30, i)) for i, pixels in enumerate(man_frames(models_dir, 10))]
     for r in results:
         (obs,) = r.observations
@@ -54,7 +75,7 @@ def test_the_mesh_rate_is_per_second_not_per_frame(models_dir: Path) -> None:
     15 frames/s one every frame; carried-over frames say so (``meshed`` False)."""
     frames = man_frames(models_dir, 12)
     for fps, expected in ((60, 6), (15, 12)):
-        p = pipeline(models_dir)
+        p = pipeline(models_dir, tracker=AT_ONCE)
         results = [p.process(Frame(pixels, i / fps, i)) for i, pixels in enumerate(frames)]
         assert sum(r.meshed for r in results) == expected
         assert all(r.observations[0].action_units is not None for r in results)

@@ -26,6 +26,7 @@ ALLOWED_KEYS = {
     "distinct", "dwell_s", "suppressed", "emotions", "valence", "arousal", "attention_share", "micro_expressions",
     "track_id", "duration_s", "dominant_emotion", "mean_valence", "observations", "first_ts", "last_ts",
     "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt", "uncertain", "confidence",
+    "truncated",  # faces.truncated: a count of faces the detector's cap left out
     # <prefix>/privacy: the audit record of the device's settings
     "context", "purpose", "controller", "retention_days", "min_faces", "privacy_level", "min_confidence", "window_s",
     "images_leave_device", "face_recognition", "remote_control", "micro_per_min", "dominant",
@@ -164,3 +165,18 @@ def test_1_micro_expression_events_carry_scalars_not_landmarks(
             assert _longest_number_list(message.json()) <= 8
             assert "yaw" not in message.payload.decode() and "pitch" not in message.payload.decode()
     assert not re.search(r"(-?\d+\.\d+[, ]+){20}", result.stderr), "a run of numbers (landmarks?) in the log"
+
+
+def test_1_truncated_faces_are_a_count_and_said_once(run_env: dict[str, str], tmp_path: Path, models_dir: Path) -> None:
+    """faces.truncated (faces the detector's cap left out) is one integer, and the log says so once."""
+    env = dict(run_env, EDGE_FER_DETECTOR__MAX_FACES="2")
+    photo = str(models_dir / "multi_face.jpg")
+    result = edge_fer(["run", "--source", photo, "--sink", "stdout", "--window", "1"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    summaries = [m for m in messages if m["topic"].endswith("/summary")]
+    assert summaries
+    faces = summaries[0]["faces"]
+    assert faces["truncated"] == 3 and faces["max"] == 2  # five faces, two reported, three left out
+    assert all(isinstance(s["faces"]["truncated"], int) for s in summaries)
+    assert result.stderr.count("more faces than detector.max_faces") == 1

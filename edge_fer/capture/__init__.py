@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_fer.capture.base import SOURCES, SPEC_HELP, FrameSource, SourceBase, classify_spec, redact, source_from_spec
+from edge_fer.capture.base import SOURCES, SPEC_HELP, FrameSource, SourceBase, classify_spec, is_still_spec, redact, source_from_spec
 from edge_fer.capture.threaded import CaptureThread
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "FrameSource",
     "SourceBase",
     "classify_spec",
+    "is_still_spec",
     "redact",
     "source_from_spec",
 ]

@@ -103,6 +103,14 @@ _PICAMERA2 = re.compile(r"picamera2(?::(\d+))?")
 _V4L2 = re.compile(r"(?:v4l2:)?(?:/dev/video)?(\d+)")
 
 
+def is_still_spec(spec: str) -> bool:
+    """An image or a folder of images: unrelated photos, each searched completely for faces."""
+    try:
+        return classify_spec(spec) == "folder"
+    except SourceError:
+        return False  # said when the source is opened, with the exit code for it
+
+
 def classify_spec(spec: str) -> str:
     """The registry key for a source spec (see `SPEC_HELP`).
 

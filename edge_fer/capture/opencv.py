@@ -71,6 +71,7 @@ class OpenCVSource(SourceBase):
         self._file_index = 0  # frames decoded in the current pass over the file
         self._t_base = 0.0  # presentation time at which the current pass started
         self._grabbed: tuple[int, float] | None = None  # (index, arrival) of a frame not yet decoded
+        self._warned_short = False
 
     def open(self) -> None:
         self.close()
@@ -176,6 +177,7 @@ class OpenCVSource(SourceBase):
                 raise SourceError(f"{self.name} stopped delivering frames (unplugged, or the stream ended?)")
             if self._file_index == 0:
                 raise SourceError(f"{self.name} has no decodable frame: is it a video file OpenCV can decode (try `ffprobe`)?")
+            self._check_complete()
             if not self.loop:
                 return None
             # Loop: rewind, and let time run on from the end of the previous pass.
@@ -190,6 +192,25 @@ class OpenCVSource(SourceBase):
         self._index += 1
         self._file_index += 1
         return frame
+
+    def _check_complete(self) -> None:
+        """At the end of a file: warn (once) when it ended before the frame count its
+        container announces: the file is truncated or damaged, and the rest was not analysed."""
+        if self._warned_short or self._cap is None:
+            return
+        expected = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        # containers estimate their count from the duration: a frame or two of slack
+        if expected > 0 and self._file_index < expected - max(2, expected // 100):
+            self._warned_short = True
+            logger.warning(
+                "%s ended after %d of the %d frames its container announces (%.1f of %.1f s): the file is truncated or damaged; "
+                "the rest was not analysed",
+                self.name,
+                self._file_index,
+                expected,
+                self._file_index / self._fps,
+                expected / self._fps,
+            )
 
     @property
     def _fps(self) -> float:

@@ -140,6 +140,7 @@ def summary_event(s: WindowSummary) -> Event:
                 "attending_s": _r(s.attending_s, 2),
                 "observations": s.observations,
                 "uncertain": s.uncertain,
+                "truncated": s.faces_truncated,
             },
             "suppressed": s.suppressed,
             "confidence": _r(s.mean_confidence),

@@ -34,6 +34,9 @@ class _State:
     first_seen: float
     last_seen: float
     hits: int
+    score_sum: float = 0.0
+    confirmed: bool = False
+    score: float = 0.0
 
 
 class Tracker:
@@ -48,15 +51,37 @@ class Tracker:
         max_missed_s: a track not matched for longer than this (s) ends; 0 ends it at once.
         centroid_factor: a pair with too little IoU still matches when the centres are closer
             than this fraction of the track's box diagonal (0 disables the fallback).
+        confirm_hits: a new track is tentative (`Tracks.confirmed` False: not a person yet)
+            until it has this many detections...
+        confirm_s: ...spread over at least this many seconds...
+        confirm_score: ...with a mean detector score of at least this. False faces (lettering,
+            patterns, a passing shape) come and go at scores just over the detector's
+            threshold; a real face is found again and again, and scores higher.
+            ``confirm_hits = 1`` confirms every track at once.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 0.5, centroid_factor: float = 0.5) -> None:
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_missed_s: float = 0.5,
+        centroid_factor: float = 0.5,
+        confirm_hits: int = 1,
+        confirm_s: float = 0.0,
+        confirm_score: float = 0.0,
+    ) -> None:
         if not 0.0 < iou_threshold < 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1), got {iou_threshold}")
         if max_missed_s < 0:
             raise ValueError(f"max_missed_s must be >= 0, got {max_missed_s}")
         if centroid_factor < 0:
             raise ValueError(f"centroid_factor must be >= 0, got {centroid_factor}")
+        if confirm_hits < 1:
+            raise ValueError(f"confirm_hits must be >= 1, got {confirm_hits}")
+        if confirm_s < 0:
+            raise ValueError(f"confirm_s must be >= 0, got {confirm_s}")
+        if not 0.0 <= confirm_score < 1.0:
+            raise ValueError(f"confirm_score must be in [0, 1), got {confirm_score}")
+        self.confirm_hits, self.confirm_s, self.confirm_score = confirm_hits, confirm_s, confirm_score
         self.iou_threshold = iou_threshold
         self.max_missed_s = max_missed_s
         self.centroid_factor = centroid_factor
@@ -82,17 +107,30 @@ class Tracker:
             # Detections are never modified after they are made: a view is as good as a copy.
             state.box, state.keypoints = dets.boxes[di], dets.keypoints[di]
             state.last_seen, state.hits = t, state.hits + 1
+            state.score = float(dets.scores[di])
+            state.score_sum += state.score
+            self._confirm(state)
             seen_ids.add(state.id)
             matched_dets.add(di)
         for di in range(len(dets)):
             if di not in matched_dets:
-                state = _State(next(self._ids), dets.boxes[di], dets.keypoints[di], t, t, 1)
+                score = float(dets.scores[di])
+                state = _State(next(self._ids), dets.boxes[di], dets.keypoints[di], t, t, 1, score, score=score)
+                self._confirm(state)
                 self._tracks.append(state)
                 seen_ids.add(state.id)
         ended = tuple(s.id for s in self._tracks if t - s.last_seen > self.max_missed_s)
         if ended:
             self._tracks = [s for s in self._tracks if s.id not in ended]
         return self._snapshot(seen_ids, ended)
+
+    def _confirm(self, state: _State) -> None:
+        if not state.confirmed:
+            state.confirmed = (
+                state.hits >= self.confirm_hits
+                and state.last_seen - state.first_seen >= self.confirm_s
+                and state.score_sum / state.hits >= self.confirm_score
+            )
 
     def _scores(self, boxes: np.ndarray) -> list[tuple[float, int, int]]:
         """``(score, track, detection)`` of every pair that may match: IoU at or above
@@ -167,6 +205,8 @@ class Tracker:
             hits=np.array([s.hits for s in tracks], np.int64),
             seen=np.array([s.id in seen_ids for s in tracks], bool),
             ended=ended,
+            confirmed=np.array([s.confirmed for s in tracks], bool),
+            scores=np.array([s.score for s in tracks], np.float32),
         )
 
     def close_all(self) -> tuple[int, ...]:

@@ -122,9 +122,12 @@ def _weighted_nms_rows(
     max_out: int | None = None,
     min_width: float = 0.0,
     boxes: list[list[float]] | None = None,
+    left_out: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`weighted_nms` on ``(n, 4 + 2k)`` rows (box xyxy, then the keypoints flattened);
-    `boxes` may give ``rows[:, :4]`` as lists already.
+    `boxes` may give ``rows[:, :4]`` as lists already. When `left_out` is a list, the number of
+    clusters past `max_out` (faces the cap left out) is appended to it; counting them costs the
+    clustering of the rest, so it is only done when asked.
 
     The clustering runs on Python floats and all accepted clusters are merged by one matrix
     product: with a handful of candidates per face, numpy calls on tiny arrays would cost more
@@ -137,7 +140,11 @@ def _weighted_nms_rows(
     remaining = sorted(range(n), key=weight.__getitem__, reverse=True)  # stable: ties keep anchor order
     mix: list[list[float]] = []  # per accepted cluster: its members' normalised score weights
     tops: list[float] = []
-    while remaining and (max_out is None or len(mix) < max_out):
+    dropped = 0
+    while remaining:
+        full = max_out is not None and len(mix) >= max_out
+        if full and left_out is None:
+            break
         top = remaining[0]
         tx1, ty1, tx2, ty2 = boxes[top]
         top_area = areas[top]
@@ -151,11 +158,16 @@ def _weighted_nms_rows(
         total = sum([weight[i] for i in members])
         if sum([weight[i] * (boxes[i][2] - boxes[i][0]) for i in members]) < min_width * total:
             continue  # a cluster too narrow once merged is dropped and does not count
+        if full:
+            dropped += 1
+            continue
         row = [0.0] * n
         for i in members:
             row[i] = weight[i] / total
         mix.append(row)
         tops.append(weight[top])
+    if left_out is not None:
+        left_out.append(dropped)
     if not mix:
         return rows[:0], np.zeros((0,), np.float32)
     return np.array(mix, np.float32) @ rows, np.array(tops, np.float32)
@@ -262,6 +274,7 @@ class FaceDetector:
         self.min_face_px = min_face_px
         self.nms_iou = nms_iou
         self.max_faces = max_faces
+        self.log_truncation = True  # warn (once) when a frame holds more faces than max_faces
         self._letterbox: _Letterbox | None = None
         self._canvas = np.zeros((size, size, 3), np.uint8)  # BGR, letterboxed; padding stays black
         self._rgb = np.zeros((size, size, 3), np.uint8)
@@ -299,14 +312,15 @@ class FaceDetector:
         self._threshold_raw = self._logit_threshold / scale + zero  # the same test on the raw output
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FaceDetector:
-        """The detector named by ``settings.models.detector``, tuned by ``settings.detector``.
+    def from_settings(cls, settings: Settings, *, name: str | None = None) -> FaceDetector:
+        """The detector named by ``settings.models.detector`` (or `name`), tuned by
+        ``settings.detector``.
 
         Raises:
             ModelError: the model is unknown, missing or corrupt, or its manifest entry has no
                 valid ``variant``.
         """
-        entry, path = resolve(settings.models.detector, settings.models.dir, "detector")
+        entry, path = resolve(name or settings.models.detector, settings.models.dir, "detector")
         variant = entry.extra.get("variant")
         if variant not in VARIANTS:
             raise ModelError(f"manifest entry {entry.name!r}: variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -364,20 +378,43 @@ class FaceDetector:
             rows, scores, boxes = rows[valid], [scores[i] for i in valid], [boxes[i] for i in valid]
         return rows, scores, boxes
 
-    def detect(self, frame: Frame, *, preprocessed: bool = False) -> Detections:
+    def prepare(self, frame: Frame) -> None:
+        """Get ready for `detect` on `frame` (here: `preprocess` its pixels), so that the
+        pipeline can time the input preparation apart from the model."""
+        self.preprocess(frame.pixels)
+
+    def models(self) -> dict[str, Model]:
+        """The models this detector runs, by stage name (for stats and bench)."""
+        return {"detect": self.model}
+
+    def detect(self, frame: Frame, *, preprocessed: bool = False, region: tuple[int, int, int, int] | None = None) -> Detections:
         """Faces in `frame`, highest score first.
 
         Args:
             frame: the frame to search.
             preprocessed: the model input already holds this frame (`preprocess` was called on
                 it, e.g. by the pipeline, which times the two steps apart).
+            region: search only this part of the frame, ``(x1, y1, x2, y2)`` in frame pixels
+                (a tile, or the surroundings of a small face): the model sees it at a larger
+                scale than the whole frame, so smaller faces are found. Boxes are still in
+                frame pixels.
 
         Returns:
             `Detections` with boxes (xyxy) and keypoints in frame pixels (a face cut by the
             frame edge keeps its full box, which may extend past the edge) and scores in [0, 1];
-            `Detections.empty()` when there is no face.
+            `Detections.empty()` when there is no face. ``truncated`` counts the faces left
+            out by `max_faces` (the first frame that has any is logged, once).
         """
-        if not preprocessed:
+        x0 = y0 = 0
+        height, width = frame.height, frame.width
+        if region is not None:
+            x0, y0, x1, y1 = (int(v) for v in region)
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                return Detections.empty()
+            height, width = y1 - y0, x1 - x0
+            self.preprocess(frame.pixels[y0:y1, x0:x1])
+        elif not preprocessed:
             self.preprocess(frame.pixels)
         outputs = self.model.run(copy=False)  # read in place: only the candidates are copied
         raw = outputs[self._boxes_i]
@@ -386,12 +423,232 @@ class FaceDetector:
         rows, candidate_scores, boxes = self.decode(self._raw_views[1], self._raw_views[2])
         if not candidate_scores:
             return Detections.empty()
-        box = self._geometry(frame.height, frame.width)
+        box = self._geometry(height, width)
         # min_face_px is in frame pixels; the rows are still in normalised input units.
         min_width = self.min_face_px / float(box.gain16[0])
-        rows, scores = _weighted_nms_rows(rows, candidate_scores, self.nms_iou, self.max_faces, min_width, boxes)
+        left_out: list[int] = []
+        rows, scores = _weighted_nms_rows(rows, candidate_scores, self.nms_iou, self.max_faces, min_width, boxes, left_out)
+        truncated = left_out[0]
+        if truncated and self.log_truncation:
+            self.log_truncation = False
+            logger.warning(
+                "a frame holds %d faces, more than detector.max_faces = %d: the %d with the lowest scores are left out "
+                "(faces.truncated in the summary counts them); raise detector.max_faces if this is a crowd you want counted "
+                "(logged once)",
+                len(scores) + truncated,
+                self.max_faces,
+                truncated,
+            )
         if len(scores) == 0:
             return Detections.empty()
         rows *= box.gain16
         rows += box.bias16
-        return Detections(rows[:, :4], scores, rows[:, 4:].reshape(-1, 6, 2))
+        if x0 or y0:
+            rows += np.tile(np.array([x0, y0], np.float32), 8)
+        return Detections(rows[:, :4], scores, rows[:, 4:].reshape(-1, 6, 2), truncated)
+
+
+#: Faces at least this share of the frame's longer side wide are found by the short-range
+#: model on the whole frame (recall >= 0.93 from this size up on `benchmarks/detection_by_size.py`:
+#: 100 px on a 640-wide frame); narrower ones need the full-range model.
+NEAR_MIN_FRACTION = 0.19
+#: ...and faces at least this share wide by the full-range model on the whole frame (recall
+#: >= 0.96 from 64 px on a 640-wide frame); narrower ones are searched for in parts of the frame.
+FAR_MIN_FRACTION = 0.10
+#: The scan's tiles: the frame cut into 3 x 2 parts (2 x 3 when portrait), overlapping by
+#: this share of a tile, each searched by the full-range model at 3x the whole frame's scale.
+SCAN_GRID = (3, 2)
+SCAN_OVERLAP = 0.15
+#: A small face is followed by searching a square this many face widths wide around it (the
+#: face is then about 30 of the short-range model's 128 input pixels wide).
+ROI_FACES = 4.0
+
+
+class RangeDetector:
+    """Faces at every distance for the cost of one short-range detector most of the time.
+
+    Each frame runs:
+
+    1. **one whole-frame pass**: the short-range model (`near`), or the full-range model (`far`)
+       while a face too small for the short-range model was seen in the last `hold_s` seconds
+       (the full-range model finds near faces too, so one pass covers both);
+    2. **a scan step**, on a schedule: the whole frame with the full-range model, then each of
+       the 3 x 2 tiles of the frame with the full-range model (faces down to a third of the
+       size the whole frame shows it), one step per `scan_s / steps` seconds, so that the
+       whole frame is searched for far and small faces once every `scan_s` seconds without a
+       spike in any one frame (`stills`: every step on every frame, for photos, where each
+       frame is a new scene and time does not matter);
+    3. **a follow-up** of each face too small for the whole-frame passes (seen in the last
+       `hold_s` s): the near model on a square of `ROI_FACES` face widths around it, every frame.
+
+    The passes' faces are merged (the best-scoring box of overlapping ones), highest score first.
+
+    Args:
+        near: the detector run on every frame (short range).
+        far: the long-range detector (full range) for the scan and for far faces.
+        scan_s: seconds (frame time) for one complete scan; 0: no scan.
+        hold_s: how long a face counts as present after it was last found (s).
+        max_faces: at most this many faces per frame; the rest are counted in ``truncated``.
+        stills: every frame is a new still image: scan it completely.
+
+    Example:
+        >>> detector = RangeDetector.from_settings(load_settings())  # doctest: +SKIP
+        >>> detector.detect(frame)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        near: FaceDetector,
+        far: FaceDetector,
+        scan_s: float = 2.0,
+        hold_s: float = 0.5,
+        max_faces: int = 50,
+        stills: bool = False,
+    ) -> None:
+        if scan_s < 0:
+            raise ValueError(f"scan_s must be >= 0 seconds, got {scan_s}")
+        if hold_s < 0:
+            raise ValueError(f"hold_s must be >= 0 seconds, got {hold_s}")
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        self.near, self.far = near, far
+        self.scan_s, self.hold_s, self.max_faces, self.stills = float(scan_s), float(hold_s), max_faces, stills
+        self.model = near.model
+        self.nms_iou = near.nms_iou
+        self.log_truncation = True
+        near.log_truncation = far.log_truncation = False  # said once, here, for the merged frame
+        self._recent: list[tuple[float, list[float]]] = []  # (time, box) of the faces last found
+        self._scan_due: float | None = None
+        self._scan_step = 0
+        self._plan: tuple[FaceDetector, list[tuple[int, int, int, int] | None], list[tuple[int, int, int, int]]] | None = None
+        self.passes: dict[str, int] = {"near": 0, "far": 0, "scan": 0, "follow": 0}  # runs per kind, for the benchmark
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, stills: bool = False) -> RangeDetector | FaceDetector:
+        """The detectors named by ``models.detector`` and ``models.far_detector`` as one
+        `RangeDetector`, or the single `FaceDetector` when ``far_detector`` is empty."""
+        near = FaceDetector.from_settings(settings)
+        if not settings.models.far_detector:
+            return near
+        far = FaceDetector.from_settings(settings, name=settings.models.far_detector)
+        det = settings.detector
+        return cls(near, far, det.scan_s, settings.tracker.max_missed_s, det.max_faces, stills=stills)
+
+    @property
+    def score_threshold(self) -> float:
+        return self.near.score_threshold
+
+    @score_threshold.setter
+    def score_threshold(self, value: float) -> None:
+        self.near.score_threshold = value
+        self.far.score_threshold = value
+
+    def models(self) -> dict[str, Model]:
+        """The models this detector runs, by stage name (for stats and bench)."""
+        return {"detect": self.near.model, "detect_far": self.far.model}
+
+    @staticmethod
+    def tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """The scan's tiles of a frame, ``(x1, y1, x2, y2)``."""
+        cols, rows = SCAN_GRID if width >= height else SCAN_GRID[::-1]
+        tw = math.ceil(width / (cols - (cols - 1) * SCAN_OVERLAP))
+        th = math.ceil(height / (rows - (rows - 1) * SCAN_OVERLAP))
+        out = []
+        for r in range(rows):
+            y = 0 if rows == 1 else round(r * (height - th) / (rows - 1))
+            for c in range(cols):
+                x = 0 if cols == 1 else round(c * (width - tw) / (cols - 1))
+                out.append((x, y, x + tw, y + th))
+        return out
+
+    def prepare(self, frame: Frame) -> None:
+        """Choose this frame's passes (see the class docstring) and prepare the whole-frame one."""
+        t, h, w = frame.t, frame.height, frame.width
+        side = max(h, w)
+        self._recent = [(seen, box) for seen, box in self._recent if t - seen <= self.hold_s]
+        widths = [box[2] - box[0] for _, box in self._recent]
+        base = self.far if any(wd < NEAR_MIN_FRACTION * side for wd in widths) else self.near
+        steps: list[tuple[int, int, int, int] | None] = [None, *self.tiles(h, w)]
+        scan: list[tuple[int, int, int, int] | None] = []
+        if self.stills:
+            scan = steps
+        elif self.scan_s > 0 and (self._scan_due is None or t >= self._scan_due):
+            step = steps[self._scan_step % len(steps)]
+            self._scan_step += 1
+            self._scan_due = t + self.scan_s / len(steps)
+            scan = [step]
+        if base is self.far:
+            scan = [step for step in scan if step is not None]  # the whole frame is searched anyway
+        follow = []
+        for _, box in self._recent:
+            wd = box[2] - box[0]
+            if wd < FAR_MIN_FRACTION * side:
+                half = ROI_FACES * wd / 2
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                follow.append((int(cx - half), int(cy - half), int(math.ceil(cx + half)), int(math.ceil(cy + half))))
+        self._plan = (base, scan, follow)
+        base.prepare(frame)
+
+    def detect(self, frame: Frame, *, preprocessed: bool = False) -> Detections:
+        """Faces in `frame` from this frame's passes, merged, highest score first; see
+        `FaceDetector.detect` for the result."""
+        if not preprocessed or self._plan is None:
+            self.prepare(frame)
+        assert self._plan is not None
+        base, scan, follow = self._plan
+        self._plan = None
+        found = [base.detect(frame, preprocessed=True)]
+        self.passes["far" if base is self.far else "near"] += 1
+        for step in scan:
+            found.append(self.far.detect(frame, region=step))
+            self.passes["scan"] += 1
+        for region in follow:
+            found.append(self.near.detect(frame, region=region))
+            self.passes["follow"] += 1
+        merged = self._merge(found)
+        t = frame.t
+        boxes = merged.boxes.tolist()
+        # remember where the faces are; one not found this frame is kept for hold_s
+        kept = [(seen, box) for seen, box in self._recent if all(_iou(box, b) < self.nms_iou for b in boxes)]
+        self._recent = [(t, box) for box in boxes] + kept
+        return merged
+
+    def _merge(self, found: list[Detections]) -> Detections:
+        found = [d for d in found if len(d)]
+        truncated = max((d.truncated for d in found), default=0)
+        if not found:
+            return Detections.empty() if not truncated else Detections(*_empty_arrays(), truncated)
+        if len(found) == 1 and len(found[0]) <= self.max_faces:
+            return found[0]
+        boxes = np.concatenate([d.boxes for d in found])
+        scores = np.concatenate([d.scores for d in found])
+        keypoints = np.concatenate([d.keypoints for d in found])
+        order = np.argsort(-scores, kind="stable").tolist()
+        box_list = boxes.tolist()
+        keep: list[int] = []
+        for i in order:
+            if all(_iou(box_list[i], box_list[j]) < self.nms_iou for j in keep):
+                keep.append(i)
+        if len(keep) > self.max_faces:
+            truncated = max(truncated, len(keep) - self.max_faces)
+            keep = keep[: self.max_faces]
+        if truncated and self.log_truncation:
+            self.log_truncation = False
+            logger.warning(
+                "a frame holds more faces than detector.max_faces = %d: %d with the lowest scores are left out "
+                "(faces.truncated in the summary counts them); raise detector.max_faces if this is a crowd you want counted "
+                "(logged once)",
+                self.max_faces,
+                truncated,
+            )
+        return Detections(boxes[keep], scores[keep], keypoints[keep], truncated)
+
+
+def _empty_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 6, 2), np.float32)
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 NUM_POINTS = 468
 #: Keys every landmarks entry of the manifest must give (see models/manifest.toml).
 CONTRACT_KEYS = ("input_size", "scale", "offset", "crop_margin")
+#: Default `trust_score`: a detection the detector scores at least this high is a face whatever
+#: the mesh says (see `mesh_keeps`).
+TRUST_SCORE = 0.75
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,19 @@ class FaceMesh:
     def __post_init__(self) -> None:
         if self.points.shape != (NUM_POINTS, 3):
             raise ValueError(f"FaceMesh.points must have shape ({NUM_POINTS}, 3), got {self.points.shape}")
+
+
+def mesh_keeps(mesh: FaceMesh, detection_score: float, trust_score: float = TRUST_SCORE) -> bool:
+    """Whether a detection stays a face after its mesh: the mesh says a face is there, or the
+    detector was sure (`detection_score` >= `trust_score`).
+
+    The mesh's presence score is low on real faces it was not trained for (turned far to the
+    side, small and blurred once its crop is enlarged to 192x192), and the detector's false
+    faces (lettering, patterns, clothes) score low with the detector too; trusting the
+    detector's sure faces keeps those real faces and still removes the false ones
+    (`benchmarks/detection_by_size.py` measures both).
+    """
+    return mesh.present or detection_score >= trust_score
 
 
 class FaceLandmarker:

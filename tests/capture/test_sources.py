@@ -226,8 +226,37 @@ def test_empty_folder_is_a_source_error(tmp_path: Path, models_dir: Path) -> Non
 
 def test_folder_of_only_unreadable_images_is_a_source_error(tmp_path: Path, models_dir: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"junk")
-    with pytest.raises(SourceError, match="none of the images can be read"), source_from_spec(str(tmp_path), CFG, models_dir) as source:
-        source.read()
+    (tmp_path / "b.png").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"none of the 2 images .* can be decoded \(first: .*a\.jpg\)"):
+        source_from_spec(str(tmp_path), CFG, models_dir).open()
+
+
+@pytest.mark.parametrize("content", [b"this is a text file", b""], ids=["text-named-jpg", "empty"])
+def test_undecodable_single_image_fails_at_open_naming_it(tmp_path: Path, models_dir: Path, content: bytes) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match=rf"{path} cannot be decoded"):
+        source_from_spec(str(path), CFG, models_dir).open()
+
+
+def test_truncated_video_says_so(tmp_path: Path, models_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An AVI cut in half: its header still announces 48 frames, about 20 decode."""
+    whole, cut = tmp_path / "whole.avi", tmp_path / "cut.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter.fourcc(*"MJPG"), 24.0, (320, 180))
+    for i in range(48):
+        writer.write(np.full((180, 320, 3), i * 5, np.uint8))
+    writer.release()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for path, warned in ((whole, False), (cut, True)):
+        caplog.clear()
+        with source_from_spec(str(path), CFG, models_dir) as source:
+            frames = 0
+            while source.read() is not None:
+                frames += 1
+        assert (frames == 48) is not warned
+        assert ("truncated or damaged" in caplog.text) is warned
+        if warned:
+            assert f"ended after {frames} of the 48 frames" in caplog.text and caplog.text.count("truncated or damaged") == 1
 
 
 # -- picamera2 -------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_summary_contract() -> None:
     assert payload is not None
     assert payload["schema"] == 1 and payload["device"] == "kiosk" and payload["seq"] == 7
     assert payload["ts"].endswith("Z") and "T" in payload["ts"]
-    assert payload["faces"] == {"max": 2, "distinct": 3, "dwell_s": 14.5, "attending_s": None, "observations": 300, "uncertain": 0}
+    assert payload["faces"] == {"max": 2, "distinct": 3, "dwell_s": 14.5, "attending_s": None, "observations": 300, "uncertain": 0, "truncated": 0}
     assert payload["emotions"] == {"happy": 0.6, "neutral": 0.4}
     assert json.loads(stamped.body()) == payload
 
