@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from edge_fer import EMOTIONS
 from edge_fer.config import load_settings
 from edge_fer.sinks.homeassistant import SensorSpec, config_topic, discovery_config, discovery_events, emotion_labels, sensors, value_template
-from tests.conftest import Broker, Collector, edge_fer, leaving_clip, write_clip
+from tests.conftest import Broker, Collector, edge_fer, leaving_clip, wait_until, write_clip
 
 REQUIRED = {"name", "unique_id", "state_topic", "value_template", "availability_topic", "device"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,15 +142,17 @@ def paused_stats(models_dir: Path, tmp: Path) -> list[dict[str, Any]]:
     capture.start()
     runner = Runner(settings, Pipeline.from_settings(settings), capture, [StdoutSink("edge_fer/test-device", "test-device", stream)])
 
-    def pause_after_some_frames(_result: object) -> None:
-        if runner.report.frames == 10:
-            runner.inbox.submit("pause", b"")
+    def pause_after_some_frames() -> None:
+        wait_until(lambda: runner.report.frames >= 10, timeout_s=30)
+        runner.inbox.submit("pause", b"")
 
-    runner.on_result = pause_after_some_frames
+    pauser = threading.Thread(target=pause_after_some_frames, daemon=True)
+    pauser.start()
     try:
         runner.run(duration_s=3.5)
     finally:
         capture.stop()
+        pauser.join(timeout=5)
     published = [json.loads(line) for line in stream.getvalue().splitlines()]
     return [p for p in published if p["topic"].endswith("/stats") and p["paused"]]
 

@@ -141,6 +141,7 @@ def test_stdout_sink_prints_json_lines(tmp_path: Path) -> None:
     assert record["topic"] == "edge_fer/d/summary" and record["seq"] == 1 and record["frames"] == 1
 
 
+@pytest.mark.integration  # starts its own broker later in the test
 def test_retained_state_is_published_again_on_every_connect(tmp_path: Path) -> None:
     """The privacy record dropped from a full queue, and a broker restarted without persistence
     (its retained messages gone): both times the record is back on the broker after the connect."""
@@ -174,6 +175,7 @@ def test_retained_state_is_published_again_on_every_connect(tmp_path: Path) -> N
         broker.stop()
 
 
+@pytest.mark.integration  # starts its own broker later in the test
 def test_an_absent_broker_is_reported_once_with_back_off_in_stats(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
