@@ -25,9 +25,9 @@ import cv2
 from edge_fer import __version__
 from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
 from edge_fer.config import Settings
-from edge_fer.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
-from edge_fer.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
+from edge_fer.runner.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
+from edge_fer.runner.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.sinks import Sink, build_sinks
 from edge_fer.sinks.payloads import Event, cmd_result_event, micro_event, privacy_event, stats_event, summary_event, track_event
 from edge_fer.types import Tracks

@@ -14,8 +14,8 @@ import pytest
 from edge_fer import EMOTIONS
 from edge_fer.config import load_settings
 from edge_fer.errors import ConfigError
-from edge_fer.evaluate import classifier_for, evaluate, fit_calibration, report_text, resolve_model_name
 from edge_fer.temporal import Tracker
+from edge_fer.tools.evaluate import classifier_for, evaluate, fit_calibration, report_text, resolve_model_name
 from edge_fer.types import Frame
 from edge_fer.vision import EmotionClassifier, FaceDetector
 from tests.conftest import edge_fer
