@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from edge_fer import __version__
 from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
-from edge_fer.config import Settings
+from edge_fer.config import SINK_SPECS, Settings
 from edge_fer.pipeline import Pipeline
 from edge_fer.runner.loop import Runner, RunReport
 from edge_fer.sinks import Sink, build_sinks
@@ -51,7 +51,7 @@ def preflight(settings: Settings) -> None:
         resolve(name, settings.models.dir, kind)
     if settings.dashboard.listen:
         check_listen(settings.dashboard.listen, settings.dashboard.allow_remote)
-    if any(spec in ("mqtt", "mqtts") for spec in settings.sinks):
+    if any(SINK_SPECS.get(spec) == "mqtt" for spec in settings.sinks):
         settings.mqtt.check_files()
 
 
