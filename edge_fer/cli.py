@@ -204,7 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(settings.log_level)
     if args.validate_config:
         settings.deployment.check_lawful()
-        print(json.dumps(settings.model_dump(mode="json", exclude={"mqtt": {"password"}}), indent=2))
+        from edge_fer.capture import redact
+
+        shown = settings.model_dump(mode="json", exclude={"mqtt": {"password"}})
+        shown["source"]["spec"] = redact(shown["source"]["spec"])  # a camera URL may carry credentials
+        shown["sinks"] = [redact(s) for s in shown["sinks"]]
+        print(json.dumps(shown, indent=2))
         return 0
     from edge_fer.runner import run
 

@@ -208,16 +208,17 @@ def _service(settings: Settings) -> Check:
 
 
 def _source(settings: Settings, spec: str) -> Check:
-    from edge_fer.capture import source_from_spec
+    from edge_fer.capture import redact, source_from_spec
 
+    name = f"source {redact(spec)}"
     try:
         with source_from_spec(spec, settings.source, settings.models.dir) as source:
             frame = source.read()
     except EdgeFerError as exc:
-        return Check(f"source {spec}", False, str(exc))
+        return Check(name, False, str(exc))
     if frame is None:
-        return Check(f"source {spec}", False, "opened but gave no frame")
-    return Check(f"source {spec}", True, f"{frame.width}x{frame.height} frame read")
+        return Check(name, False, "opened but gave no frame")
+    return Check(name, True, f"{frame.width}x{frame.height} frame read")
 
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:

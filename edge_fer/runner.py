@@ -21,7 +21,7 @@ from typing import IO, Any
 import cv2
 
 from edge_fer import __version__
-from edge_fer.capture import CaptureThread, source_from_spec
+from edge_fer.capture import CaptureThread, redact, source_from_spec
 from edge_fer.config import Settings
 from edge_fer.control import Command, CommandError, CommandInbox, apply_set, parse_command
 from edge_fer.health import SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
@@ -323,8 +323,8 @@ def run(
         "edge-fer %s starting: device %s, source %s, sinks %s, privacy level %s, min_faces %d (pid %d)",
         __version__,
         settings.device_id,
-        _safe_spec(settings.source.spec),
-        ", ".join(_safe_spec(s) for s in settings.sinks),
+        redact(settings.source.spec),
+        ", ".join(redact(s) for s in settings.sinks),
         settings.aggregate.privacy_level,
         settings.aggregate.min_faces,
         os.getpid(),
@@ -369,11 +369,3 @@ def run(
     )
     return report
 
-
-def _safe_spec(spec: str) -> str:
-    """A source or sink spec with any password removed, for logs."""
-    if "://" in spec and "@" in spec:
-        scheme, rest = spec.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return spec
