@@ -368,4 +368,3 @@ def run(
         report.capture.get("dropped", 0),
     )
     return report
-
