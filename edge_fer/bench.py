@@ -26,6 +26,7 @@ import numpy as np
 
 from edge_fer.config import Settings
 from edge_fer.errors import ModelError, SourceError
+from edge_fer.health import dependency_versions
 from edge_fer.models import asset_path
 from edge_fer.pipeline import STAGES
 from edge_fer.runner import rss_mb, run
@@ -148,4 +149,6 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None, footage_n
         "wall_ms_per_frame": round(1000.0 / report.fps, 3) if report.fps else None,
         "overhead_ratio": round(pipeline_ms / raw_ms, 3) if raw_ms else None,
         "dropped_frames": report.capture.get("dropped", 0),
+        # What the figures depend on (firmware_config/constraints.txt: the versions measured).
+        "versions": dependency_versions(),
     }

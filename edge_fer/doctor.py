@@ -27,6 +27,18 @@ def _python(_: Settings) -> Check:
     return Check("python", ok, f"{platform.python_version()}" + ("" if ok else " (need 3.10 or newer)"))
 
 
+def _versions(_: Settings) -> Check:
+    """The versions in use against the lock the README's figures were measured with."""
+    from edge_fer.health import dependency_versions
+
+    found = dependency_versions()
+    missing = [k for k, v in found.items() if v.startswith("missing")]
+    detail = ", ".join(f"{k} {v}" for k, v in found.items())
+    if missing:
+        return Check("versions", False, f"{detail}; reinstall: make install")
+    return Check("versions", True, detail)
+
+
 def _runtime(_: Settings) -> Check:
     from edge_fer.runtime import runtime_name
 
@@ -223,7 +235,7 @@ def _source(settings: Settings, spec: str) -> Check:
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:
     """Print each check; exit code 1 when a required check fails, else 0."""
-    checks = [fn(settings) for fn in (_python, _runtime, _models, _backends, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
+    checks = [fn(settings) for fn in (_python, _versions, _runtime, _models, _backends, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
     checks.append(_source(settings, source or settings.source.spec))
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
