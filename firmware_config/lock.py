@@ -2,6 +2,7 @@
 
     python firmware_config/lock.py write VENV_PYTHON CONSTRAINTS   (used by `make lock`)
     python firmware_config/lock.py wheels CONSTRAINTS [--json]      (used by `make check-lock`)
+    python firmware_config/lock.py bench BENCH_JSON --max-rss-mb 120 (used by `make check-lock`)
 
 `write` freezes what `pip install '.[dev,eval,onnx]'` resolved in VENV_PYTHON's venv (Python 3.11),
 and resolves the same for Python 3.10 without installing: where 3.10 gets another version (or a
@@ -169,6 +170,16 @@ def _short(wheel: str) -> str:
     return "-".join(wheel[:-4].split("-")[2:])  # python-abi-platform tags
 
 
+def bench(path: Path, max_rss_mb: float) -> int:
+    """The demo bench of the locked set: print its figures; 1 when RSS is over the target."""
+    record = json.loads(path.read_text())
+    print(f"demo bench: {record['fps']} frames/s, RSS {record['rss_mb']} MB (target <= {max_rss_mb:g}), versions {record.get('versions')}")
+    if record["rss_mb"] > max_rss_mb:
+        print(f"RSS {record['rss_mb']} MB is over {max_rss_mb:g} MB: find the package that grew (bench --json 'versions') and cap it in setup.py")
+        return 1
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,7 +189,12 @@ def main() -> int:
     c = sub.add_parser("wheels", help="check that every pin has a wheel for each board's Python")
     c.add_argument("constraints", type=Path)
     c.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench", help="check the RSS of an `edge-fer bench --json` record")
+    b.add_argument("record", type=Path)
+    b.add_argument("--max-rss-mb", type=float, default=120.0)
     args = parser.parse_args()
+    if args.command == "bench":
+        return bench(args.record, args.max_rss_mb)
     if args.command == "write":
         write(args.python, args.constraints)
         return 0
