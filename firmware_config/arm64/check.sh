@@ -164,6 +164,7 @@ EOF
 }
 
 trap umount_root EXIT
+trap "exit 143" TERM INT
 T0=$(now)
 step "host: debootstrap, qemu-user-static, binfmt" host.log -- host_tools
 step "Debian 12 arm64 root (debootstrap, cached)" base.log -- base_root
