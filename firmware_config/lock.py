@@ -137,24 +137,24 @@ def wheels(constraints: Path, as_json: bool) -> int:
                 cmd += ["--platform", plat]
             before = set(cache.iterdir())
             done = subprocess.run([*cmd, f"{name}=={version}"], capture_output=True, text=True)
+            key = f"{name}=={version}"
             if done.returncode == 0:
                 got = sorted(p.name for p in set(cache.iterdir()) - before) or [_cached(cache, name, version)]
-                column[name] = got[0]
+                column[key] = got[0]
             else:
-                column[name] = "MISSING"
+                column[key] = "MISSING"
                 if "armv7l" not in target and name in RUNTIME:
                     failed = True
         results[target] = column
     if as_json:
         print(json.dumps(results, indent=1))
     else:
-        names = sorted({n for col in results.values() for n in col})
+        keys = [f"{n}=={v}" for n, v, _ in pins(constraints)]
         print("| package | " + " | ".join(results) + " |")
         print("|---|" + "---|" * len(results))
-        for name in names:
-            cells = [_short(results[t].get(name, "(not needed)")) for t in results]
-            version = next((v for n, v, _ in pins(constraints) if n == name), "?")
-            print(f"| {name}=={version}{' (runtime)' if name in RUNTIME else ''} | " + " | ".join(cells) + " |")
+        for key in keys:
+            cells = [_short(results[t].get(key, "(not needed)")) for t in results]
+            print(f"| {key}{' (runtime)' if key.split('==')[0] in RUNTIME else ''} | " + " | ".join(cells) + " |")
     return 1 if failed else 0
 
 
