@@ -100,6 +100,9 @@ def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> N
     assert set(record["raw_invoke_ms_per_frame"]) == set(models) == {"detect", "classify", "landmarks"}
     assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
     assert_versions_in_use(record["versions"])
+    # RSS split: private (anonymous) pages and file-backed pages of the mapped libraries
+    assert record["rss_anon_mb"] > 0 and record["rss_file_mb"] > 0
+    assert record["rss_anon_mb"] + record["rss_file_mb"] <= record["rss_mb"] + 0.2
 
 
 def assert_versions_in_use(versions: dict[str, str]) -> None:
