@@ -132,16 +132,16 @@ def wheels(constraints: Path, as_json: bool) -> int:
         for name, version, marker in pins(constraints):
             if not marker_applies(marker, python_version):
                 continue
-            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version",
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
                    python_version, "-d", str(cache)]  # fmt: skip
             for plat in platforms:
                 cmd += ["--platform", plat]
-            before = set(cache.iterdir())
             done = subprocess.run([*cmd, f"{name}=={version}"], capture_output=True, text=True)
             key = f"{name}=={version}"
             if done.returncode == 0:
-                got = sorted(p.name for p in set(cache.iterdir()) - before) or [_cached(cache, name, version)]
-                column[key] = got[0]
+                # pip names the wheel it chose: "Saved <path>" or "File was already downloaded <path>"
+                chosen = re.findall(r"(?:Saved|already downloaded) (\S+\.whl)", done.stdout)
+                column[key] = Path(chosen[-1]).name if chosen else "(wheel)"
             else:
                 column[key] = "MISSING"
                 if "armv7l" not in target and name in RUNTIME:
@@ -157,12 +157,6 @@ def wheels(constraints: Path, as_json: bool) -> int:
             cells = [_short(results[t].get(key, "(not needed)")) for t in results]
             print(f"| {key}{' (runtime)' if key.split('==')[0] in RUNTIME else ''} | " + " | ".join(cells) + " |")
     return 1 if failed else 0
-
-
-def _cached(cache: Path, name: str, version: str) -> str:
-    stem = canonical(name).replace("-", "_")
-    hits = [p.name for p in cache.glob("*.whl") if canonical(p.name.split("-")[0]).replace("-", "_") == stem and f"-{version}-" in p.name]
-    return hits[0] if hits else "(wheel, already downloaded)"
 
 
 def _short(wheel: str) -> str:
