@@ -47,10 +47,11 @@ TEST_TIMEOUT_S=${ARM64_TEST_TIMEOUT_S:-900}
 REUSE=${ARM64_REUSE:-0}
 # What the emulator runs in reasonable time: it runs the pipeline at ~0.2 frames/s on 2 loaded
 # x86 cores (the models' NEON code is translated instruction by instruction), so the tests
-# that play footage through the whole pipeline for minutes are left out. In: the real models
-# against golden outputs (detector, emotion model), the privacy invariants, and the real RTSP
-# and MJPEG cameras stopped and restarted under `edge-fer run`.
-TESTS=${ARM64_TESTS:-tests/vision/test_blazeface.py tests/vision/test_emotion.py tests/test_privacy.py tests/capture/test_streams.py}
+# that play footage through the whole pipeline are left out (the privacy tests' 200-frame runs
+# time out after their 120 s: 4 of 6 did in the recorded run). In: the real models against
+# golden outputs (detector, emotion model), and the real RTSP and MJPEG cameras stopped and
+# restarted under `edge-fer run`.
+TESTS=${ARM64_TESTS:-tests/vision/test_blazeface.py tests/vision/test_emotion.py tests/capture/test_streams.py}
 A76_TESTS=${ARM64_A76_TESTS:-tests/vision/test_blazeface.py tests/vision/test_emotion.py}
 RESULTS=$CACHE/last-result.md
 LOGDIR=$CACHE/logs
@@ -209,7 +210,9 @@ if [ "$REUSE" = 1 ] || { step "[$first_cpu] make install (README set-up)" instal
   step "[$first_cpu] pytest $TESTS" tests.log -- in_root "$first_cpu" timeout "$TEST_TIMEOUT_S" .venv/bin/python -m pytest -q -p no:cacheprovider $TESTS || true
   row "[$first_cpu] pytest summary" info 0 "$(grep -E '(passed|failed|error)' "$LOGDIR/tests.log" | tail -n 1)"
   for cpu in ${CPUS#"$first_cpu"}; do
-    if qemu-aarch64-static -cpu help | grep -qw "$cpu"; then
+    # (the list first: with pipefail, `grep -q` closing the pipe early would fail the test)
+    offered=$(qemu-aarch64-static -cpu help)
+    if grep -qw -- "$cpu" <<<"$offered"; then
       step "[$cpu] edge-fer run --source demo --duration 20" "demo-$cpu.log" -- in_root "$cpu" .venv/bin/edge-fer run --source demo --duration 20 --window 5 \
         && { step "[$cpu] the demo's summaries found the face" "demo-check-$cpu.log" -- demo_found_faces "$LOGDIR/demo-$cpu.log" || true; }
       step "[$cpu] pytest $A76_TESTS" "tests-$cpu.log" -- in_root "$cpu" timeout "$TEST_TIMEOUT_S" .venv/bin/python -m pytest -q -p no:cacheprovider $A76_TESTS || true
