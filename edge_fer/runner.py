@@ -23,7 +23,7 @@ from typing import IO, Any
 import cv2
 
 from edge_fer import __version__
-from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
+from edge_fer.capture import CaptureThread, is_still_spec, redact, source_from_spec
 from edge_fer.config import Settings
 from edge_fer.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
 from edge_fer.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
@@ -50,6 +50,22 @@ def rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_split_mb() -> dict[str, float]:
+    """Resident memory split (MB) into private anonymous pages (``anon``: what this process and
+    its libraries allocated) and file-backed pages (``file``: mapped code and data of the shared
+    libraries, which the kernel may map more or less of depending on its page cache: right after
+    a pip install, large page-cache folios make the same libraries count ~40 MB more).
+    Empty where /proc does not tell."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("RssAnon:", "RssFile:")):
+                out[line[3:7].lower()] = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return out
 
 
 def process_age_s() -> float:
@@ -362,8 +378,8 @@ def run(
         "edge-fer %s starting: device %s, source %s, sinks %s, privacy level %s, min_faces %d (pid %d)",
         __version__,
         settings.device_id,
-        _safe_spec(settings.source.spec),
-        ", ".join(_safe_spec(s) for s in settings.sinks),
+        redact(settings.source.spec),
+        ", ".join(redact(s) for s in settings.sinks),
         settings.aggregate.privacy_level,
         settings.aggregate.min_faces,
         os.getpid(),
@@ -407,12 +423,3 @@ def run(
         report.capture.get("dropped", 0),
     )
     return report
-
-
-def _safe_spec(spec: str) -> str:
-    """A source or sink spec with any password removed, for logs."""
-    if "://" in spec and "@" in spec:
-        scheme, rest = spec.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return spec
