@@ -160,6 +160,9 @@ class FaceObservation:
             new); False when they are carried over from an earlier frame, or absent.
         uncertain: the top probability is below the abstention threshold: the face is counted
             but kept out of emotion shares, valence and arousal.
+        low_quality: the face failed the face-quality gate (too small, blurred, badly exposed
+            or turned away; `edge_fer.vision.quality`): counted, but kept out of emotion shares,
+            valence and arousal, whatever its confidence.
     """
 
     track_id: int
@@ -177,6 +180,7 @@ class FaceObservation:
     attending: bool | None = None
     uncertain: bool = False
     meshed: bool = False
+    low_quality: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,9 @@ class WindowSummary:
     """Anonymous statistics over one aggregation window.
 
     ``uncertain`` counts the face observations below the abstention threshold; they are in
-    ``observations`` but not in the shares. ``mean_confidence`` is the mean top probability of
+    ``observations`` but not in the shares. ``low_quality`` counts the observations that failed
+    the face-quality gate, likewise in ``observations`` and not in the shares (a face that is
+    both is counted as low quality only). ``mean_confidence`` is the mean top probability of
     the observations that the shares are made of.
 
     ``emotion_shares``, ``mean_valence`` and ``mean_arousal`` are None when the window saw
@@ -250,4 +256,5 @@ class WindowSummary:
     suppressed: bool = False
     uncertain: int = 0
     mean_confidence: float | None = None
+    low_quality: int = 0
     extra: dict[str, float] = field(default_factory=dict)

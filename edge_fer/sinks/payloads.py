@@ -141,6 +141,7 @@ def summary_event(s: WindowSummary) -> Event:
                 "attending_s": _r(s.attending_s, 2),
                 "observations": s.observations,
                 "uncertain": s.uncertain,
+                "low_quality": s.low_quality,
             },
             "suppressed": s.suppressed,
             "confidence": _r(s.mean_confidence),
