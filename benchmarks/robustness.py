@@ -152,6 +152,33 @@ def run(
     return result
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The robustness table of the model card: per set, each model's accuracy, macro-F1 and
+    largest share bias (in points, signed, with its class), and the first model's share bias
+    with the gate and the share of faces the gate kept."""
+    models = list(result["models"])
+    first = models[0]
+    head = ["set"] + [f"{m} acc / F1 / worst share bias" for m in models] + [f"{first} with gate: kept, worst bias"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    refs = set(result["reference_sets"])
+
+    def worst(bias: dict[str, float] | None) -> str:
+        if not bias:
+            return "—"
+        label = max(bias, key=lambda k: abs(bias[k]))
+        return f"{100 * bias[label]:+.1f} {label}"
+
+    for name in result["models"][first]["sets"]:
+        cells = [f"**{name}**" if name in refs else name]
+        for m in models:
+            r = result["models"][m]["sets"].get(name)
+            cells.append("—" if r is None else f"{r['accuracy']:.3f} / {r['macro_f1']:.3f} / {worst(r['share_bias'])}")
+        g = result["models"][first]["sets"][name]["gated"]
+        cells.append(f"{g['kept']:.2f}, {worst(g['share_bias'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -190,9 +217,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from runs of different models on the same faces with the same seed (the
+    degraded pixels are then identical); refuses records of other faces or seeds."""
+    base = dict(records[0])
+    base["models"] = dict(base["models"])
+    for r in records[1:]:
+        if (r["n"], r["seed"], r["true_shares"]) != (base["n"], base["seed"], base["true_shares"]):
+            raise SystemExit("--from-json: the records are not of the same faces and seed")
+        base["models"].update(r["models"])
+    return base
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dir", type=Path, help="folder with one sub-folder per class (FER2013 public_test)")
+    parser.add_argument("dir", type=Path, nargs="?", help="folder with one sub-folder per class (FER2013 public_test)")
+    parser.add_argument("--from-json", type=Path, nargs="+", help="merge earlier JSON records (same faces and seed) instead of running")
     parser.add_argument("--models", nargs="+", default=["edge_fer_emotion", "mini_xception"], help="manifest names")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME=PATH", help="a model file with edge_fer_emotion's contract")
     parser.add_argument("--sets", nargs="+", default=None, help=f"default: all ({' '.join(benchmark_sets())})")
@@ -200,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument("--plot", type=Path, help="accuracy against strength, one line per model (needs matplotlib)")
+    parser.add_argument("--markdown", action="store_true", help="print the model card's table instead of the JSON")
     args = parser.parse_args(argv)
     models: list[tuple[str, Path | None]] = [(m, None) for m in args.models]
     for spec in args.candidate:
@@ -213,13 +254,18 @@ def main(argv: list[str] | None = None) -> int:
             parse_set(s)
         except ValueError as exc:
             parser.error(str(exc))
-    result = run(args.dir, models, sets, limit=args.limit, seed=args.seed, progress=True)
+    if args.from_json:
+        result = merge([json.loads(p.read_text()) for p in args.from_json])
+    elif args.dir is None:
+        parser.error("give DIR (or --from-json)")
+    else:
+        result = run(args.dir, models, sets, limit=args.limit, seed=args.seed, progress=True)
     text = json.dumps(result, indent=1)
     if args.json:
         args.json.write_text(text + "\n")
     if args.plot:
         plot(result, args.plot)
-    print(text)
+    print(markdown(result) if args.markdown else text)
     return 0
 
 

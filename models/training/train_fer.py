@@ -556,11 +556,13 @@ def keras_model(torch_net: Any, flip_tta: bool = False) -> Any:
     return keras.Model(inputs, mean, name="edge_fer_emotion")
 
 
-def load_trained(out: Path, dropout: float = 0.2) -> Any:
+def load_trained(out: Path, dropout: float = 0.2, weights: str | None = None) -> Any:
+    """The exported weights: RUN/final_ema.pt, or `weights` (e.g. RUN/ema_epoch008.pt, the
+    weight average after epoch 8, chosen on the held-out split)."""
     import torch
 
     net = torch_model(dropout=dropout)
-    net.load_state_dict(torch.load(out / "final_ema.pt", weights_only=True))
+    net.load_state_dict(torch.load(Path(weights) if weights else out / "final_ema.pt", weights_only=True))
     return net.eval()
 
 
@@ -599,7 +601,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     x, y = d["x"], d["y"]
     va = np.load(out / "val_indices.npy")
     tr = np.setdiff1d(np.arange(len(y)), va)
-    net = load_trained(out)
+    net = load_trained(out, weights=args.weights)
     if args.logit_adjust != "0":
         fold_logit_adjustment(net, x, y, tr, va, out, args.logit_adjust)
     kmodel = keras_model(net, flip_tta=args.flip_tta)
@@ -697,7 +699,7 @@ def cmd_heldout(args: argparse.Namespace) -> None:
         cv2.imwrite(str(folder / Path(str(paths[i])).name), x[i])
     print(f"{len(va)} held-out images in {out / 'heldout'}")
     if args.sample:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.seed if args.sample_seed is None else args.sample_seed)
         for c, name in enumerate(CLASSES):
             folder = Path(args.sample) / name
             folder.mkdir(parents=True, exist_ok=True)
@@ -738,12 +740,14 @@ def main() -> None:
     )
     train.add_argument("--degraded-heldout", type=int, default=600, help="held-out faces per degraded set checked every epoch")
     export.add_argument("--dest", default="models", help="where the .tflite files go")
+    export.add_argument("--weights", help="state dict to export instead of OUT/final_ema.pt (e.g. OUT/ema_epoch008.pt)")
     export.add_argument("--calibration", type=int, default=1000, help="training images used to calibrate int8")
     export.add_argument("--onnx", action="store_true", help="also export ONNX into OUT")
     export.add_argument("--flip-tta", action="store_true", help="average with the mirrored face inside the model")
     export.add_argument("--logit-adjust", default="auto", help="tau for logit adjustment, 'auto' (fit on held-out) or 0 (off)")
     export.add_argument("--golden", help="write the float network's probabilities for the sample images in this folder")
     heldout.add_argument("--sample", help="also write 15 held-out images per class here (regression guard)")
+    heldout.add_argument("--sample-seed", type=int, help="seed of the sample's draw (default: --seed, which also fixes the split)")
     args = parser.parse_args()
     {"train": cmd_train, "export": cmd_export, "heldout": cmd_heldout}[args.command](args)
 
