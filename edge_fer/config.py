@@ -111,10 +111,10 @@ class QualityConfig(_Section):
         28.0, ge=0, le=2048, description="Faces narrower than this (detector box, px) are low quality: too few pixels for an expression."
     )
     min_sharpness: float = Field(
-        0.30,
+        0.18,
         ge=0,
         le=10,
-        description="Minimum std(Laplacian) / std(crop) of the face at the model's input size (defocus, motion blur and tiny faces fall below).",
+        description="Minimum directional sharpness of the face crop (edge_fer.vision.quality): blurred and tiny faces fall below.",
     )
     min_brightness: float = Field(20.0, ge=0, le=255, description="Minimum mean grey level of the face crop (too dark).")
     max_brightness: float = Field(235.0, ge=0, le=255, description="Maximum mean grey level of the face crop (washed out).")
