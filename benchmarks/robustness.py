@@ -174,7 +174,8 @@ def markdown(result: dict[str, Any]) -> str:
             r = result["models"][m]["sets"].get(name)
             cells.append("—" if r is None else f"{r['accuracy']:.3f} / {r['macro_f1']:.3f} / {worst(r['share_bias'])}")
         g = result["models"][first]["sets"][name]["gated"]
-        cells.append(f"{g['kept']:.2f}, {worst(g['share_bias'])}")
+        few = f" ({round(g['kept'] * result['n'])} faces)" if g["kept"] < 0.05 else ""
+        cells.append(f"{g['kept']:.2f}{few}, {worst(g['share_bias'])}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
