@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dir", type=Path, nargs="?", help="folder with one sub-folder per class (FER2013 public_test)")
     parser.add_argument("--from-json", type=Path, nargs="+", help="merge earlier JSON records (same faces and seed) instead of running")
-    parser.add_argument("--models", nargs="+", default=["edge_fer_emotion", "mini_xception"], help="manifest names")
+    parser.add_argument("--models", nargs="*", default=["edge_fer_emotion", "mini_xception"], help="manifest names (none: only --candidate)")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME=PATH", help="a model file with edge_fer_emotion's contract")
     parser.add_argument("--sets", nargs="+", default=None, help=f"default: all ({' '.join(benchmark_sets())})")
     parser.add_argument("--limit", type=int, help="a seeded subset of this many faces")
