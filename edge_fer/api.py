@@ -47,6 +47,9 @@ class Face:
         confidence: the probability of `emotion`.
         uncertain: `confidence` is below ``classifier.min_confidence``: the service counts such
             a face but keeps it out of its emotion shares.
+        low_quality: the face failed the face-quality gate (``[quality]``: too small, blurred,
+            badly exposed or turned away), so its emotion is less reliable: the service counts it
+            but keeps it out of its shares.
         valence: pleasant (+1) ↔ unpleasant (-1) expression (docs/DESIGN.md: of the
             expression, not of what the person feels).
         arousal: activated (+1) ↔ calm (-1) expression.
@@ -65,6 +68,7 @@ class Face:
     probabilities: dict[str, float]
     confidence: float
     uncertain: bool
+    low_quality: bool
     valence: float
     arousal: float
     track_id: int
@@ -82,6 +86,7 @@ class Face:
             probabilities={label: float(p) for label, p in zip(observation.labels, observation.probs.tolist())},
             confidence=float(observation.confidence),
             uncertain=observation.uncertain,
+            low_quality=observation.low_quality,
             valence=float(observation.valence),
             arousal=float(observation.arousal),
             track_id=int(observation.track_id),
@@ -293,6 +298,7 @@ def analyze_image(image: str | os.PathLike[str] | np.ndarray, *, config: ConfigL
             min_confidence=settings.classifier.min_confidence,
             landmarker=models.landmarker,
             trust_score=models.trust_score,
+            quality_gate=models.quality_gate,
             attention_yaw_deg=settings.landmarks.attention_yaw_deg,
             attention_pitch_deg=settings.landmarks.attention_pitch_deg,
         )

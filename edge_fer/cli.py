@@ -231,10 +231,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     _setup_logging(settings.log_level)
     if args.validate_config:
+        from edge_fer.capture import redact
         from edge_fer.runner import preflight
 
         preflight(settings)  # what `run` checks before it opens any device
-        print(json.dumps(settings.model_dump(mode="json", exclude={"mqtt": {"password"}}), indent=2))
+        shown = settings.model_dump(mode="json", exclude={"mqtt": {"password"}})
+        shown["source"]["spec"] = redact(shown["source"]["spec"])  # a camera URL may carry credentials
+        shown["sinks"] = [redact(s) for s in shown["sinks"]]
+        print(json.dumps(shown, indent=2))
         return 0
     from edge_fer.runner import run
 

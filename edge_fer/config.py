@@ -120,6 +120,34 @@ class ClassifierConfig(_Section):
     )
 
 
+class QualityConfig(_Section):
+    """The face-quality gate (`edge_fer.vision.quality`): a face below any threshold is
+    `low_quality`: counted in the summary (``faces.low_quality``), kept out of emotion shares,
+    valence and arousal. Defaults measured on FER2013 with `benchmarks/robustness.py`."""
+
+    enabled: bool = Field(True, description="Apply the face-quality gate.")
+    min_face_px: float = Field(
+        28.0, ge=0, le=2048, description="Faces narrower than this (detector box, px) are low quality: too few pixels for an expression."
+    )
+    min_sharpness: float = Field(
+        0.18,
+        ge=0,
+        le=10,
+        description="Minimum directional sharpness of the face crop (edge_fer.vision.quality): blurred and tiny faces fall below.",
+    )
+    min_brightness: float = Field(20.0, ge=0, le=255, description="Minimum mean grey level of the face crop (too dark).")
+    max_brightness: float = Field(235.0, ge=0, le=255, description="Maximum mean grey level of the face crop (washed out).")
+    min_contrast: float = Field(10.0, ge=0, le=128, description="Minimum grey standard deviation of the face crop (flat, fogged).")
+    max_yaw_deg: float = Field(45.0, gt=0, le=90, description="Largest head turn left or right (face mesh; not checked without it).")
+    max_pitch_deg: float = Field(35.0, gt=0, le=90, description="Largest head tilt up or down (face mesh; not checked without it).")
+
+    @model_validator(mode="after")
+    def _brightness_range(self) -> QualityConfig:
+        if self.min_brightness > self.max_brightness:
+            raise ValueError("min_brightness must not exceed max_brightness")
+        return self
+
+
 class TrackerConfig(_Section):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
     max_missed_s: float = Field(0.5, ge=0, le=10, description="A track unseen for longer ends.")
@@ -292,6 +320,7 @@ class Settings(_Section):
     source: SourceConfig = SourceConfig()
     detector: DetectorConfig = DetectorConfig()
     classifier: ClassifierConfig = ClassifierConfig()
+    quality: QualityConfig = QualityConfig()
     tracker: TrackerConfig = TrackerConfig()
     aggregate: AggregateConfig = AggregateConfig()
     landmarks: LandmarksConfig = LandmarksConfig()

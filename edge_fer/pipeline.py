@@ -34,6 +34,7 @@ from edge_fer.vision import face_geometry
 from edge_fer.vision.action_units import AU_NAMES
 from edge_fer.vision.affect import affect
 from edge_fer.vision.landmarks import mesh_keeps
+from edge_fer.vision.quality import CropMeasures, QualityGate
 
 if TYPE_CHECKING:
     from edge_fer.config import Settings
@@ -152,6 +153,7 @@ class _TrackMemo:
     aus_at_classification: list[float] | None = None
     pose: tuple[float, float, float] | None = None
     attending: bool | None = None
+    low_quality: bool = False  # the gate's verdict on the last classified crop
 
 
 @dataclass
@@ -168,6 +170,8 @@ class Pipeline:
             (not yet stable) track every frame.
         stable_hits: detections after which a track counts as stable.
         min_confidence: abstention threshold on the (smoothed) top probability.
+        quality_gate: the face-quality gate (None: every face counts); a face that fails it is
+            `low_quality`: counted, kept out of shares, valence and arousal.
         spotter: micro-expression spotter (None: off).
         landmarker: face mesh (None: no action units, head pose, attention or mesh rejection).
         au_tracker: per-track AU baselines (used with `landmarker`).
@@ -187,6 +191,7 @@ class Pipeline:
     every_n_frames: int = 2
     stable_hits: int = 3
     min_confidence: float = 0.0
+    quality_gate: QualityGate | None = None
     spotter: MicroSpotter | None = None
     landmarker: FaceLandmarker | None = None
     au_tracker: ActionUnitTracker = field(default_factory=ActionUnitTracker)
@@ -235,6 +240,7 @@ class Pipeline:
             every_n_frames=settings.classifier.every_n_frames,
             stable_hits=settings.tracker.stable_hits,
             min_confidence=settings.classifier.min_confidence,
+            quality_gate=QualityGate.from_config(settings.quality),
             spotter=MicroSpotter(classifier.labels, micro.min_ms, micro.max_ms, micro.onset, micro.au_onset, head_turn_deg=micro.head_turn_deg),
             landmarker=FaceLandmarker.from_settings(settings) if marks.enabled else None,
             landmark_rate_hz=marks.rate_hz,
@@ -293,7 +299,15 @@ class Pipeline:
             tracks, live, rejected = self._reject(tracks, live)
             lap("landmarks")
         which = self._due(tracks, live, n)
-        fresh = self.classifier.classify(frame, tracks, which) if which is not None else {}
+        gate = self.quality_gate
+        measures: dict[int, CropMeasures] | None = {} if gate is not None else None
+        fresh = self.classifier.classify(frame, tracks, which, measures) if which is not None else {}
+        if gate is not None and measures:
+            boxes = tracks.boxes
+            for i, track_id, memo in live:
+                m = measures.get(track_id)
+                if m is not None:
+                    memo.low_quality = not gate.assess(m, float(boxes[i, 2] - boxes[i, 0]), memo.pose).ok
         lap("classify")
         observations = self._observe(frame.t, n, live, fresh)
         micros: tuple[MicroExpression, ...] = ()
@@ -453,6 +467,7 @@ class Pipeline:
                 attending=memo.attending,
                 uncertain=uncertain,
                 meshed=meshed,
+                low_quality=memo.low_quality,
             )
             memo.observation = obs
             out.append(obs)

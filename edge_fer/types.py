@@ -172,6 +172,9 @@ class FaceObservation:
             new); False when they are carried over from an earlier frame, or absent.
         uncertain: the top probability is below the abstention threshold: the face is counted
             but kept out of emotion shares, valence and arousal.
+        low_quality: the face failed the face-quality gate (too small, blurred, badly exposed
+            or turned away; `edge_fer.vision.quality`): counted, but kept out of emotion shares,
+            valence and arousal, whatever its confidence.
     """
 
     track_id: int
@@ -189,6 +192,7 @@ class FaceObservation:
     attending: bool | None = None
     uncertain: bool = False
     meshed: bool = False
+    low_quality: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,9 @@ class WindowSummary:
     """Anonymous statistics over one aggregation window.
 
     ``uncertain`` counts the face observations below the abstention threshold; they are in
-    ``observations`` but not in the shares. ``mean_confidence`` is the mean top probability of
+    ``observations`` but not in the shares. ``low_quality`` counts the observations that failed
+    the face-quality gate, likewise in ``observations`` and not in the shares (a face that is
+    both is counted as low quality only). ``mean_confidence`` is the mean top probability of
     the observations that the shares are made of. ``faces_truncated`` is the most faces the
     detector left out of one frame of the window (more than ``detector.max_faces``; 0: none).
 
@@ -263,5 +269,6 @@ class WindowSummary:
     suppressed: bool = False
     uncertain: int = 0
     mean_confidence: float | None = None
+    low_quality: int = 0
     extra: dict[str, float] = field(default_factory=dict)
     faces_truncated: int = 0

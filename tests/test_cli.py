@@ -49,6 +49,35 @@ def test_validate_config_prints_settings_without_password(tmp_path: Path, run_en
     assert '"host": "h"' in result.stdout and "hunter2" not in result.stdout + result.stderr
 
 
+#: Camera URLs with credentials in each part a camera may take them (see test_sources.REDACTED).
+SECRET_URLS = [
+    "rtsp://admin:s3cr3t@127.0.0.1:{port}/live",
+    "rtsp://127.0.0.1:{port}/stream?user=admin&pwd=s3cr3t",
+    "http://127.0.0.1:{port}/video.mjpg?password=s3cr3t&passwd=s3cr3t&token=s3cr3t&key=s3cr3t",
+    "rtsp://127.0.0.1:{port}/user=admin_password=s3cr3t_channel=1_stream=0.sdp",
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_source_credentials_never_reach_logs_nor_printed_settings(url: str, tmp_path: Path, run_env: dict[str, str]) -> None:
+    """`--validate-config`, the start-up log line, the open error (OpenCV's and FFmpeg's own
+    output included: it is all on stderr, i.e. in the journal) and `doctor` show the camera
+    without its credentials."""
+    from tests.conftest import free_port
+
+    url = url.format(port=free_port())  # nothing listens there: the open fails at once
+    shown = edge_fer(["run", "--source", url, "--validate-config"], run_env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert '"spec": "rtsp://' in shown.stdout or '"spec": "http://' in shown.stdout
+    ran = edge_fer(["run", "--source", url, "--max-frames", "1"], {**run_env, "EDGE_FER_LOG_LEVEL": "debug"}, tmp_path)
+    assert ran.returncode == 3, ran.stderr
+    assert "starting: device test-device, source " in ran.stderr and "cannot open" in ran.stderr
+    doctor = edge_fer(["doctor", "--source", url], run_env, tmp_path)
+    assert "source " in doctor.stdout
+    for result in (shown, ran, doctor):
+        assert "s3cr3t" not in result.stdout + result.stderr
+
+
 def test_unreadable_source_exits_3(tmp_path: Path, run_env: dict[str, str]) -> None:
     result = edge_fer(["run", "--source", str(tmp_path / "nope.mp4"), "--max-frames", "5"], run_env, tmp_path)
     assert result.returncode == 3, result.stderr

@@ -33,6 +33,7 @@ ALLOWED_KEYS = {
     "emotion", "duration_ms", "apex_ms", "intensity", "action_units",  # event/micro_expression
     "AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25", "AU26",  # its action_units (scalars)
     "attending_s",  # summary: face-seconds turned towards the camera
+    "low_quality",  # summary: face observations that failed the face-quality gate (a count)
     # homeassistant/sensor/<device>_<metric>/config: static discovery metadata
     "name", "unique_id", "state_topic", "value_template", "availability_topic", "payload_available",
     "payload_not_available", "icon", "identifiers", "model", "manufacturer", "sw_version", "unit_of_measurement",

@@ -86,17 +86,36 @@ SourceFactory = Callable[[str, SourceConfig, Path], FrameSource]
 SOURCES: Registry[SourceFactory] = Registry("frame source")
 
 
-def redact(url: str) -> str:
-    """`url` without ``user:password@`` and without its query string (IP cameras often take
-    ``?user=…&pwd=…`` there), for logs, stats and error messages."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
+#: A path segment that carries a credential, as some cameras take it in the path itself
+#: (``rtsp://cam/user=admin_password=secret_channel=1_stream=0.sdp``).
+_SECRET_IN_PATH = re.compile(r"(?i)(user(name)?|usr|login|pwd|pass(wd|word)?|token|(api_?)?key|secret|auth\w*|sig(nature)?|credentials?)=")
+
+
+def redact(spec: str) -> str:
+    """`spec` safe for logs, payloads, stats and printed settings: the one place that hides
+    credentials in a source or sink URL.
+
+    Hidden: the whole ``user:password@`` part; the value of every query parameter (IP cameras take
+    ``?user=…&pwd=…``, ``?token=…``, ``?key=…`` there, under names no list can foresee); a path
+    segment holding ``password=``, ``user=``, ``token=``… (cameras that take credentials in the
+    path); the fragment. Kept: scheme, host, port, the rest of the path and the query's keys, so
+    a log still tells which camera and which stream. Anything that is not a URL is returned as is.
+
+    >>> redact("rtsp://admin:secret@10.0.0.2:554/live?channel=1&pwd=secret")
+    'rtsp://***@10.0.0.2:554/live?channel=***&pwd=***'
+    """
+    if "://" not in spec:
+        return spec
+    try:
+        parts = urlsplit(spec)
+        netloc = parts.netloc
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: show nothing past the scheme
+        return spec.split("://", 1)[0] + "://***"
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    path = "/".join("***" if _SECRET_IN_PATH.search(segment) else segment for segment in parts.path.split("/"))
+    query = "&".join(f"{item.split('=', 1)[0]}=***" if "=" in item else "***" for item in re.split(r"[&;]", parts.query)) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
 _PICAMERA2 = re.compile(r"picamera2(?::(\d+))?")

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from edge_fer.runner.loop import Runner, RunReport
 from edge_fer.runner.startup import preflight, run
-from edge_fer.runner.stats import process_age_s, rss_mb
+from edge_fer.runner.stats import process_age_s, rss_mb, rss_split_mb
 
-__all__ = ["RunReport", "Runner", "preflight", "process_age_s", "rss_mb", "run"]
+__all__ = ["RunReport", "Runner", "preflight", "process_age_s", "rss_mb", "rss_split_mb", "run"]

@@ -200,3 +200,47 @@ class FrameRateMeter:
         fps = self._frames / (t - self._since)
         self._since, self._frames = t, 0
         return fps
+
+
+def dependency_versions() -> dict[str, str]:
+    """The versions in use of what the figures depend on, for `edge-fer bench --json` and
+    `edge-fer doctor`: Python, numpy, OpenCV, the TFLite runtime and paho-mqtt (the lock file,
+    firmware_config/constraints.txt, says which ones the README's figures were measured with).
+    A package that cannot be imported reads ``"missing: <why>"``.
+
+    >>> sorted(dependency_versions())
+    ['litert', 'numpy', 'opencv', 'paho-mqtt', 'pydantic', 'python']
+    """
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def package(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "missing: not installed"
+
+    out = {"python": platform.python_version()}
+    try:
+        import numpy
+
+        out["numpy"] = numpy.__version__
+    except ImportError as exc:  # pragma: no cover - a dependency
+        out["numpy"] = f"missing: {exc}"
+    try:
+        import cv2
+
+        wheel = next((f"{n} {package(n)}" for n in ("opencv-python-headless", "opencv-python") if not package(n).startswith("missing")), "")
+        out["opencv"] = f"{cv2.__version__}" + (f" ({wheel})" if wheel else "")
+    except ImportError as exc:  # pragma: no cover - a dependency
+        out["opencv"] = f"missing: {exc}"
+    from edge_fer.errors import EdgeFerError
+    from edge_fer.runtime import runtime_name
+
+    try:
+        out["litert"] = runtime_name()
+    except EdgeFerError as exc:
+        out["litert"] = f"missing: {exc}"
+    out["paho-mqtt"] = package("paho-mqtt")
+    out["pydantic"] = package("pydantic")
+    return out

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from edge_fer import __version__
-from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
+from edge_fer.capture import CaptureThread, is_still_spec, redact, source_from_spec
 from edge_fer.config import SINK_SPECS, Settings
 from edge_fer.pipeline import Pipeline
 from edge_fer.runner.loop import Runner, RunReport
@@ -90,8 +90,8 @@ def run(
         "edge-fer %s starting: device %s, source %s, sinks %s, privacy level %s, min_faces %d (pid %d)",
         __version__,
         settings.device_id,
-        _safe_spec(settings.source.spec),
-        ", ".join(_safe_spec(s) for s in settings.sinks),
+        redact(settings.source.spec),
+        ", ".join(redact(s) for s in settings.sinks),
         settings.aggregate.privacy_level,
         settings.aggregate.min_faces,
         os.getpid(),
@@ -135,12 +135,3 @@ def run(
         report.capture.get("dropped", 0),
     )
     return report
-
-
-def _safe_spec(spec: str) -> str:
-    """A source or sink spec with any password removed, for logs."""
-    if "://" in spec and "@" in spec:
-        scheme, rest = spec.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return spec

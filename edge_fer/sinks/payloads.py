@@ -141,6 +141,7 @@ def summary_event(s: WindowSummary) -> Event:
                 "observations": s.observations,
                 "uncertain": s.uncertain,
                 "truncated": s.faces_truncated,
+                "low_quality": s.low_quality,
             },
             "suppressed": s.suppressed,
             "confidence": _r(s.mean_confidence),

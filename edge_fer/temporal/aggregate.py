@@ -35,6 +35,7 @@ class _WindowAcc:
     attending_s: float = 0.0
     micro: int = 0
     uncertain: int = 0
+    low_quality: int = 0
     confidence_sum: float = 0.0
     total: int = 0
     truncated: int = 0
@@ -46,7 +47,8 @@ class Aggregator:
     Emotion shares are the mean probability mass per class over the confident face observations
     of the window (they sum to 1): a window where one face looked 70 % happy for half the time and
     neutral otherwise reports happy ≈ 0.35 — an average of expressions, not of people.
-    Uncertain observations (below the abstention threshold) are counted but not averaged.
+    Uncertain observations (below the abstention threshold) and low-quality ones (failed the
+    face-quality gate) are counted but not averaged.
 
     Attention (faces whose observation says `attending`, from the head pose): the share of
     face observations attending, and the face-seconds spent attending (``attending_s``, like
@@ -93,6 +95,9 @@ class Aggregator:
                 w.attention_n += 1
                 w.attending += int(obs.attending)
                 w.attending_s += dt * obs.attending
+            if obs.low_quality:
+                w.low_quality += 1
+                continue
             if obs.uncertain:
                 w.uncertain += 1
                 continue
@@ -151,6 +156,7 @@ class Aggregator:
             uncertain=w.uncertain,
             mean_confidence=(w.confidence_sum / w.n) if w.n and not suppressed else None,
             faces_truncated=w.truncated,
+            low_quality=w.low_quality,
         )
 
     def end_tracks(self, track_ids: Sequence[int]) -> list[TrackSummary]:

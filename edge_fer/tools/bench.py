@@ -28,7 +28,8 @@ from edge_fer.config import Settings
 from edge_fer.errors import ModelError, SourceError
 from edge_fer.models import asset_path
 from edge_fer.pipeline import STAGES
-from edge_fer.runner import rss_mb, run
+from edge_fer.runner import rss_mb, rss_split_mb, run
+from edge_fer.runner.health import dependency_versions
 from edge_fer.runtime import Model
 
 #: Bench-only footage names (``--source``) and what they are.
@@ -133,6 +134,7 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None, footage_n
         "faces_per_frame": round(report.faces / n, 3),
         "stages_ms": {k: {"p50": v["p50"], "p95": v["p95"], "mean": v["mean"]} for k, v in stages.items()},
         "rss_mb": round(rss_mb(), 1),
+        **{f"rss_{part}_mb": round(mb, 1) for part, mb in rss_split_mb().items()},
         "startup_s": round(report.startup_s or 0.0, 3),
         "detector": settings.models.detector,
         "far_detector": settings.models.far_detector or None,
@@ -148,4 +150,6 @@ def bench(settings: Settings, frames: int, *, t0: float | None = None, footage_n
         "wall_ms_per_frame": round(1000.0 / report.fps, 3) if report.fps else None,
         "overhead_ratio": round(pipeline_ms / raw_ms, 3) if raw_ms else None,
         "dropped_frames": report.capture.get("dropped", 0),
+        # What the figures depend on (firmware_config/constraints.txt: the versions measured).
+        "versions": dependency_versions(),
     }

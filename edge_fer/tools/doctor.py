@@ -27,6 +27,18 @@ def _python(_: Settings) -> Check:
     return Check("python", ok, f"{platform.python_version()}" + ("" if ok else " (need 3.10 or newer)"))
 
 
+def _versions(_: Settings) -> Check:
+    """The versions in use against the lock the README's figures were measured with."""
+    from edge_fer.runner.health import dependency_versions
+
+    found = dependency_versions()
+    missing = [k for k, v in found.items() if v.startswith("missing")]
+    detail = ", ".join(f"{k} {v}" for k, v in found.items())
+    if missing:
+        return Check("versions", False, f"{detail}; reinstall: make install")
+    return Check("versions", True, detail)
+
+
 def _runtime(_: Settings) -> Check:
     from edge_fer.runtime import runtime_name
 
@@ -211,21 +223,22 @@ def _service(settings: Settings) -> Check:
 
 
 def _source(settings: Settings, spec: str) -> Check:
-    from edge_fer.capture import source_from_spec
+    from edge_fer.capture import redact, source_from_spec
 
+    name = f"source {redact(spec)}"
     try:
         with source_from_spec(spec, settings.source, settings.models.dir) as source:
             frame = source.read()
     except EdgeFerError as exc:
-        return Check(f"source {spec}", False, str(exc))
+        return Check(name, False, str(exc))
     if frame is None:
-        return Check(f"source {spec}", False, "opened but gave no frame")
-    return Check(f"source {spec}", True, f"{frame.width}x{frame.height} frame read")
+        return Check(name, False, "opened but gave no frame")
+    return Check(name, True, f"{frame.width}x{frame.height} frame read")
 
 
 def run_checks(settings: Settings, source: str | None = None, out: Callable[[str], None] = print) -> int:
     """Print each check; exit code 1 when a required check fails, else 0."""
-    checks = [fn(settings) for fn in (_python, _runtime, _models, _backends, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
+    checks = [fn(settings) for fn in (_python, _versions, _runtime, _models, _backends, _edgetpu, _gpu, _state_dir, _broker, _service, _systemd_unit)]
     checks.append(_source(settings, source or settings.source.spec))
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")

@@ -16,6 +16,7 @@ from edge_fer.runtime import Model, load_manifest_model
 from edge_fer.types import Frame, Tracks
 from edge_fer.vision.align import DEFAULT_MARGIN, align_face, crop_for_model
 from edge_fer.vision.calibration import apply_temperature
+from edge_fer.vision.quality import CropMeasures, measure_crop
 
 if TYPE_CHECKING:
     from edge_fer.config import Settings
@@ -158,7 +159,9 @@ class EmotionClassifier:
             rows.append(raw.reshape(batch, k)[: min(batch, n - start)])
         return self._probabilities(np.concatenate(rows))
 
-    def classify(self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    def classify(
+        self, frame: Frame, tracks: Tracks, which: np.ndarray | None = None, measures: dict[int, CropMeasures] | None = None
+    ) -> dict[int, np.ndarray]:
         """Probabilities for some of the tracks in `frame`.
 
         Args:
@@ -166,6 +169,9 @@ class EmotionClassifier:
             tracks: the tracker's output for this frame.
             which: ``(n,)`` bool mask of the tracks to classify; default: those matched in this
                 frame (``tracks.seen``); a coasting track's stale box is never worth a crop.
+            measures: when given, filled with the face-quality measures (sharpness, exposure)
+                of each classified crop, by track id (`edge_fer.vision.quality.measure_crop`),
+                taken on the very crop the model reads.
 
         Returns:
             track id → ``(k,)`` float32 probabilities summing to 1, in `labels` order.
@@ -178,6 +184,9 @@ class EmotionClassifier:
             return {}
         if self._batch != 1:
             crops = [self.align(frame, tracks.boxes[i], tracks.keypoints[i]) for i in chosen]
+            if measures is not None:
+                for i, crop in zip(chosen.tolist(), crops):
+                    measures[int(tracks.ids[i])] = measure_crop(crop)
             probs = self._infer(np.concatenate([self.preprocess(c) for c in crops]))
         else:
             # Each aligned crop goes through the look-up table straight into the input tensor;
@@ -188,8 +197,12 @@ class EmotionClassifier:
             for row, i in enumerate(chosen.tolist()):
                 if direct:
                     align_face(frame.pixels, tracks.boxes[i], tracks.keypoints[i], self.input_hw, self.margin, grey=True, dst=grey)
+                    if measures is not None:
+                        measures[int(tracks.ids[i])] = measure_crop(grey)
                 else:
                     crop = self.align(frame, tracks.boxes[i], tracks.keypoints[i])
+                    if measures is not None:
+                        measures[int(tracks.ids[i])] = measure_crop(crop)
                     if self.channels == 3:
                         cv2.LUT(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), self._lut, dst=self._input)
                     else:

@@ -267,6 +267,112 @@ class EMA:
                     e.copy_(m)
 
 
+def tflite_weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+    """The dequantized weights of an exported int8 model of this network, read from its graph:
+    the 3x3 convs in execution order (stem, then each block's conv1, conv2), the 1x1 projections
+    in order, and the dense head. The export folded BatchNorm into each conv, so every conv
+    comes with a bias. Weights are returned in PyTorch's (cout, cin, kh, kw) layout."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    details = {t["index"]: t for t in it.get_tensor_details()}
+
+    def const(index: int) -> np.ndarray:
+        q = details[index]["quantization_parameters"]
+        scales, zeros = q["scales"], q["zero_points"]
+        v = it.get_tensor(index).astype(np.float64)
+        if len(scales) > 1:
+            shape = (-1,) + (1,) * (v.ndim - 1)
+            return ((v - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+        return ((v - (zeros[0] if len(zeros) else 0)) * (scales[0] if len(scales) else 1.0)).astype(np.float32)
+
+    convs3, convs1, head = [], [], None
+    for op in it._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            w, b = const(op["inputs"][1]), const(op["inputs"][2])
+            (convs3 if w.shape[1] == 3 else convs1).append((w.transpose(0, 3, 1, 2).copy(), b))
+        elif op["op_name"] == "FULLY_CONNECTED":
+            head = (const(op["inputs"][1]), const(op["inputs"][2]))
+    if head is None:
+        raise SystemExit(f"{path}: no dense head found; not a model of this recipe")
+    return convs3, convs1, head
+
+
+def init_from_tflite(net: Any, path: Path, calib: np.ndarray) -> None:
+    """Warm start: load an exported int8 model's dequantized weights into the PyTorch network.
+    Each folded conv (weight W, bias b) becomes conv W followed by a BatchNorm whose running
+    statistics are those of W's output on real training images (`calib`) and whose affine
+    part undoes them (weight sqrt(var + eps), bias mean + b): in eval mode the network computes
+    exactly the folded conv, and in training mode batch statistics land close to the running
+    ones, so fine-tuning starts from the shipped model instead of from a shock."""
+    import torch
+
+    convs3, convs1, (hw, hb) = tflite_weights(path)
+    pairs3 = [(net.stem[0], net.stem[1])]
+    pairs1 = []
+    for block in net.body:
+        pairs3 += [(block.conv1, block.bn1), (block.conv2, block.bn2)]
+        if block.proj is not None:
+            pairs1.append((block.proj[0], block.proj[1]))
+    if len(pairs3) != len(convs3) or len(pairs1) != len(convs1):
+        raise SystemExit(f"{path}: {len(convs3)}+{len(convs1)} convs, the network has {len(pairs3)}+{len(pairs1)}; not this architecture")
+    folded = {}
+    with torch.no_grad():
+        for (conv, bn), (w, b) in zip(pairs3 + pairs1, convs3 + convs1):
+            if tuple(conv.weight.shape) != w.shape:
+                raise SystemExit(f"{path}: conv of shape {w.shape} where the network has {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.from_numpy(w))
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            folded[bn] = b
+        net.head.weight.copy_(torch.from_numpy(hw))
+        net.head.bias.copy_(torch.from_numpy(hb))
+    # Statistics of each conv's output (the BN's input) on real images.
+    sums: dict[Any, list[torch.Tensor]] = {bn: [] for bn in folded}
+    hooks = [bn.register_forward_pre_hook(lambda m, inp: sums[m].append(inp[0].detach().float())) for bn in folded]
+    net.eval()
+    with torch.no_grad():
+        for s in range(0, len(calib), 256):
+            net(torch.from_numpy(calib[s : s + 256]).float().div(255).unsqueeze(1))
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for bn, b in folded.items():
+            acts = torch.cat(sums[bn])
+            mean = acts.mean(dim=(0, 2, 3))
+            var = acts.var(dim=(0, 2, 3), unbiased=False)
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.weight.copy_((var + bn.eps).sqrt())
+            bn.bias.copy_(mean + torch.from_numpy(b))
+    print(f"warm start from {path}: {len(convs3) + len(convs1)} convs and the head loaded, BatchNorm statistics from {len(calib)} images", flush=True)
+
+
+def degraded_heldout(x: np.ndarray, y: np.ndarray, va: np.ndarray, per_set: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A stratified subset of the held-out split under each reference degradation of
+    `edge_fer.vision.degrade` (the strengths of the targets): the model choices under
+    degradation are made here, never on the public test."""
+    from edge_fer.vision.degrade import apply_set, reference_sets
+
+    pick = np.sort(np.random.default_rng(seed).choice(va, size=min(per_set, len(va)), replace=False))
+    return {name: (apply_set(x[pick], name, seed), y[pick]) for name in reference_sets()}
+
+
+def degrade_batch(xb: Any, rng: np.random.Generator, p_clean: float) -> Any:
+    """Camera degradations (`edge_fer.vision.degrade.random_degradation`, the benchmark's own
+    definitions) on a ``(n,1,48,48)`` float batch in [0, 1], image by image."""
+    import torch
+
+    from edge_fer.vision.degrade import random_degradation
+
+    imgs = (xb[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    out = np.stack([random_degradation(img, rng, p_clean=p_clean) for img in imgs])
+    return torch.from_numpy(out).float().div_(255).unsqueeze(1)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
     import torch.nn.functional as F
@@ -289,8 +395,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     yt, st, ht = torch.from_numpy(y), torch.from_numpy(soft), torch.from_numpy(has_votes)
 
     torch.manual_seed(args.seed)
-    model = torch_model(dropout=args.dropout).to(memory_format=torch.channels_last)
+    model = torch_model(dropout=args.dropout)
+    if args.init_tflite and not (out / "last.pt").exists():
+        calib = x[np.random.default_rng(args.seed).choice(tr, size=2048, replace=False)]
+        init_from_tflite(model, Path(args.init_tflite), calib)
+    model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, args.ema)
+    checks = degraded_heldout(x, y, va, args.degraded_heldout, args.seed) if args.degrade < 1 else {}
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim == 1 else decay).append(p)
@@ -310,7 +421,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
 
     start_epoch = 0
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     gen = torch.Generator().manual_seed(args.seed)
     ckpt = out / "last.pt"
     if ckpt.exists():
@@ -324,6 +435,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.aux.parameters())
     print(f"params (exported) {params:,}; train {len(tr)}, held-out {len(va)}; epochs {args.epochs}", flush=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=2))
+    if start_epoch == 0 and args.init_tflite and checks:
+        # Where the warm start stands before any fine-tuning: the figures to beat.
+        p0 = predict(ema.model, x[va]).argmax(1)
+        accs = {name: round(float(np.mean(predict(ema.model, xs).argmax(1) == ys)), 4) for name, (xs, ys) in checks.items()}
+        start = {"epoch": 0, "heldout_acc": round(float(np.mean(p0 == y[va])), 4), "heldout_f1": round(macro_f1(y[va], p0), 4)}
+        print(json.dumps(start | {"heldout_degraded_mean": round(float(np.mean(list(accs.values()))), 4), "heldout_degraded": accs}), flush=True)
     for epoch in range(start_epoch, args.epochs):
         model.train()
         t0 = time.time()
@@ -334,7 +451,11 @@ def cmd_train(args: argparse.Namespace) -> None:
             step = epoch * steps_per_epoch + s
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            xb = augment(xt[idx].float().div_(255).unsqueeze(1), gen, args.aug).contiguous(memory_format=torch.channels_last)
+            xb = augment(xt[idx].float().div_(255).unsqueeze(1), gen, args.aug)
+            if args.degrade < 1:
+                # Seeded by (seed, epoch, step): a resumed run draws the same degradations.
+                xb = degrade_batch(xb, np.random.default_rng([args.seed, epoch, s]), args.degrade)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             yb, sb, hb = yt[idx], st[idx], ht[idx]
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits, aux = model(xb)
@@ -361,8 +482,14 @@ def cmd_train(args: argparse.Namespace) -> None:
             "heldout_f1": macro_f1(y[va], pred),
             "seconds": time.time() - t0,
         }
+        if checks:
+            accs = {name: float(np.mean(predict(ema.model, xs).argmax(1) == ys)) for name, (xs, ys) in checks.items()}
+            record["heldout_degraded_mean"] = float(np.mean(list(accs.values())))
+            record["heldout_degraded_min"] = min(accs.values())
+            record["heldout_degraded"] = {k: round(v, 4) for k, v in accs.items()}
         history.append(record)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
+        torch.save(ema.model.state_dict(), out / f"ema_epoch{epoch + 1:03d}.pt")
         state = {
             "model": model.state_dict(),
             "ema": ema.model.state_dict(),
@@ -374,7 +501,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         torch.save(state, out / "last.pt.part")
         os.replace(out / "last.pt.part", ckpt)
     torch.save(ema.model.state_dict(), out / "final_ema.pt")
-    minutes = sum(h["seconds"] for h in history) / 60
+    minutes = sum(float(h["seconds"]) for h in history) / 60
     print(f"trained {args.epochs} epochs in {minutes:.1f} min; final held-out accuracy {history[-1]['heldout_acc']:.4f}", flush=True)
 
 
@@ -429,11 +556,13 @@ def keras_model(torch_net: Any, flip_tta: bool = False) -> Any:
     return keras.Model(inputs, mean, name="edge_fer_emotion")
 
 
-def load_trained(out: Path, dropout: float = 0.2) -> Any:
+def load_trained(out: Path, dropout: float = 0.2, weights: str | None = None) -> Any:
+    """The exported weights: RUN/final_ema.pt, or `weights` (e.g. RUN/ema_epoch008.pt, the
+    weight average after epoch 8, chosen on the held-out split)."""
     import torch
 
     net = torch_model(dropout=dropout)
-    net.load_state_dict(torch.load(out / "final_ema.pt", weights_only=True))
+    net.load_state_dict(torch.load(Path(weights) if weights else out / "final_ema.pt", weights_only=True))
     return net.eval()
 
 
@@ -472,7 +601,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     x, y = d["x"], d["y"]
     va = np.load(out / "val_indices.npy")
     tr = np.setdiff1d(np.arange(len(y)), va)
-    net = load_trained(out)
+    net = load_trained(out, weights=args.weights)
     if args.logit_adjust != "0":
         fold_logit_adjustment(net, x, y, tr, va, out, args.logit_adjust)
     kmodel = keras_model(net, flip_tta=args.flip_tta)
@@ -570,7 +699,7 @@ def cmd_heldout(args: argparse.Namespace) -> None:
         cv2.imwrite(str(folder / Path(str(paths[i])).name), x[i])
     print(f"{len(va)} held-out images in {out / 'heldout'}")
     if args.sample:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.seed if args.sample_seed is None else args.sample_seed)
         for c, name in enumerate(CLASSES):
             folder = Path(args.sample) / name
             folder.mkdir(parents=True, exist_ok=True)
@@ -602,13 +731,23 @@ def main() -> None:
     train.add_argument("--heldout", type=float, default=0.1, help="fraction of `train` held out")
     train.add_argument("--all-data", action="store_true", help="also train on the held-out part (final fit)")
     train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--init-tflite", help="warm start from an exported int8 model of this network (e.g. models/edge_fer_emotion_int8.tflite)")
+    train.add_argument(
+        "--degrade",
+        type=float,
+        default=1.0,
+        help="share of clean training faces; the rest get camera degradations (edge_fer.vision.degrade) at random strengths (1: off)",
+    )
+    train.add_argument("--degraded-heldout", type=int, default=600, help="held-out faces per degraded set checked every epoch")
     export.add_argument("--dest", default="models", help="where the .tflite files go")
+    export.add_argument("--weights", help="state dict to export instead of OUT/final_ema.pt (e.g. OUT/ema_epoch008.pt)")
     export.add_argument("--calibration", type=int, default=1000, help="training images used to calibrate int8")
     export.add_argument("--onnx", action="store_true", help="also export ONNX into OUT")
     export.add_argument("--flip-tta", action="store_true", help="average with the mirrored face inside the model")
     export.add_argument("--logit-adjust", default="auto", help="tau for logit adjustment, 'auto' (fit on held-out) or 0 (off)")
     export.add_argument("--golden", help="write the float network's probabilities for the sample images in this folder")
     heldout.add_argument("--sample", help="also write 15 held-out images per class here (regression guard)")
+    heldout.add_argument("--sample-seed", type=int, help="seed of the sample's draw (default: --seed, which also fixes the split)")
     args = parser.parse_args()
     {"train": cmd_train, "export": cmd_export, "heldout": cmd_heldout}[args.command](args)
 

@@ -13,6 +13,8 @@ import pytest
 from edge_fer.runner.health import SystemdNotifier, ThermalGuard, read_throttled
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "edge-fer.service"
+#: One instance per camera: edge-fer@door.service.
+TEMPLATE = UNIT.with_name("edge-fer@.service")
 
 
 def test_unit_runs_edge_fer_as_notify_service_with_watchdog() -> None:
@@ -30,6 +32,69 @@ def test_security_exposure_is_at_most_2_5() -> None:
     out = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, check=False).stdout
     match = re.search(r"Overall exposure level for edge-fer\.service: ([0-9.]+)", out)
     assert match, out[-500:]
+    assert float(match.group(1)) <= 2.5
+
+
+def _settings(path: Path) -> list[tuple[str, str, str]]:
+    """(section, key, value) of every setting, in order, comments dropped."""
+    section, out = "", []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key, value))
+    return out
+
+
+def test_template_has_the_same_hardening_and_watchdog_as_the_unit() -> None:
+    """The template differs from edge-fer.service only in what makes an instance its own: the
+    config file, the device id and the state directory (and its description)."""
+    own = {("[Unit]", "Description"), ("[Service]", "Environment"), ("[Service]", "StateDirectory")}
+    single = [s for s in _settings(UNIT) if s[:2] not in own]
+    template = [s for s in _settings(TEMPLATE) if s[:2] not in own]
+    assert template == single
+    environment = {v.split("=", 1)[0]: v.split("=", 1)[1] for sec, k, v in _settings(TEMPLATE) if k == "Environment"}
+    assert environment["EDGE_FER_CONFIG"] == "/etc/edge-fer/%i.toml"
+    assert environment["EDGE_FER_DEVICE_ID"] == "%l-%i"
+    assert environment["XDG_DATA_HOME"] == "/var/lib/edge-fer"  # models fetched once, shared
+    assert [v for _, k, v in _settings(TEMPLATE) if k == "StateDirectory"] == ["edge-fer/%i"]
+    assert "%i" in dict((k, v) for _, k, v in _settings(TEMPLATE))["Description"]
+
+
+def test_an_instance_device_id_is_a_valid_device_id() -> None:
+    """What the template makes of a host name and an instance name passes the config's rules."""
+    from edge_fer.config import load_settings
+
+    assert load_settings(environ={"EDGE_FER_DEVICE_ID": "jetson-door"}).device_id == "jetson-door"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (no systemd)")
+@pytest.mark.parametrize("unit", ["edge-fer.service", "edge-fer@door.service"])
+def test_units_verify(unit: str, tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the unit and on an instance of the template, with ExecStart
+    pointing at this venv's edge-fer (verify checks that the command exists)."""
+    import sys
+
+    exe = Path(sys.executable).with_name("edge-fer")
+    assert exe.exists(), exe
+    for source in (UNIT, TEMPLATE):
+        text = re.sub(r"^ExecStart=\S+/edge-fer", f"ExecStart={exe}", source.read_text(), flags=re.M)
+        (tmp_path / source.name).write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", unit], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (no systemd)")
+def test_template_security_exposure_is_at_most_2_5(tmp_path: Path) -> None:
+    (tmp_path / TEMPLATE.name).write_text(TEMPLATE.read_text())
+    cmd = ["systemd-analyze", "security", "--offline=yes", "edge-fer@door.service"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=False)
+    match = re.search(r"Overall exposure level for edge-fer@door\.service: ([0-9.]+)", done.stdout)
+    assert match, done.stdout[-500:] + done.stderr[-500:]
     assert float(match.group(1)) <= 2.5
 
 

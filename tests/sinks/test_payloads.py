@@ -36,9 +36,28 @@ def test_summary_contract() -> None:
     assert payload is not None
     assert payload["schema"] == 1 and payload["device"] == "kiosk" and payload["seq"] == 7
     assert payload["ts"].endswith("Z") and "T" in payload["ts"]
-    assert payload["faces"] == {"max": 2, "distinct": 3, "dwell_s": 14.5, "attending_s": None, "observations": 300, "uncertain": 0, "truncated": 0}
+    assert payload["faces"] == {
+        "max": 2,
+        "distinct": 3,
+        "dwell_s": 14.5,
+        "attending_s": None,
+        "observations": 300,
+        "uncertain": 0,
+        "truncated": 0,
+        "low_quality": 0,
+    }
     assert payload["emotions"] == {"happy": 0.6, "neutral": 0.4}
     assert json.loads(stamped.body()) == payload
+
+
+def test_low_quality_is_published_as_a_count_and_nothing_else() -> None:
+    """The face-quality gate's field is one integer; whatever else a bug put there (the crop
+    it measured, its measures as an array) is refused by the guard."""
+    payload = summary_event(replace(SUMMARY, low_quality=42)).payload
+    assert payload is not None and payload["faces"]["low_quality"] == 42 and isinstance(payload["faces"]["low_quality"], int)
+    for leak in (np.zeros((48, 48), np.uint8), np.zeros(3, np.float32), b"\x89PNG\r\n\x1a\n", [0.5] * 100):
+        with pytest.raises(PublishError):
+            summary_event(replace(SUMMARY, low_quality=leak))  # type: ignore[arg-type]
 
 
 def test_other_builders() -> None:

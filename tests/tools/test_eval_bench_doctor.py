@@ -14,6 +14,7 @@ import pytest
 from edge_fer import EMOTIONS
 from edge_fer.config import load_settings
 from edge_fer.errors import ConfigError
+from edge_fer.runner.health import dependency_versions
 from edge_fer.temporal import Tracker
 from edge_fer.tools.evaluate import classifier_for, evaluate, fit_calibration, report_text, resolve_model_name
 from edge_fer.types import Frame
@@ -125,6 +126,25 @@ def test_bench_prints_the_contract(run_env: dict[str, str], tmp_path: Path) -> N
     assert models["detect_far"]["file"] == "face_detection_full_range.tflite" and 0 < models["detect_far"]["invokes"] <= 15
     assert set(record["raw_invoke_ms_per_frame"]) == set(models) == {"detect", "detect_far", "classify", "landmarks"}
     assert record["overhead_ratio"] >= 1.0  # the pipeline can only add to the raw model time
+    assert_versions_in_use(record["versions"])
+    # RSS split: private (anonymous) pages and file-backed pages of the mapped libraries
+    assert record["rss_anon_mb"] > 0 and record["rss_file_mb"] > 0
+    assert record["rss_anon_mb"] + record["rss_file_mb"] <= record["rss_mb"] + 0.2
+
+
+def assert_versions_in_use(versions: dict[str, str]) -> None:
+    """The versions reported are the ones this process imports (what the figures depend on)."""
+    import platform
+    from importlib.metadata import version
+
+    import cv2
+    import numpy
+
+    assert versions["python"] == platform.python_version()
+    assert versions["numpy"] == numpy.__version__
+    assert versions["opencv"] == f"{cv2.__version__} (opencv-python-headless {version('opencv-python-headless')})"
+    assert versions["litert"] == f"ai-edge-litert {version('ai-edge-litert')}"
+    assert versions["paho-mqtt"] == version("paho-mqtt")
 
 
 def test_bench_reports_the_backend_of_each_model(run_env: dict[str, str], tmp_path: Path) -> None:
@@ -160,6 +180,9 @@ def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("python", "tflite runtime", "models", "edge tpu", "source demo"):
         assert name in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("[ok  ] versions"))
+    for name, value in dependency_versions().items():
+        assert f"{name} {value}" in line
     assert "[ok  ] backend          runtime.backend = 'auto': blazeface_short on cpu (XNNPACK" in result.stdout
     result = edge_fer(["doctor", "--source", "demo"], {**run_env, "EDGE_FER_RUNTIME__BACKEND": "onnx"}, tmp_path)
     assert result.returncode == 0 and "edge_fer_emotion on onnx:cpu (CPUExecutionProvider)" in result.stdout
