@@ -148,6 +148,8 @@ class _TrackMemo:
     mesh_t: float | None = None
     meshed_frame: int | None = None
     rejected: bool = False
+    meshes: int = 0  # meshes run on this track, and how many of them said a face is there
+    meshes_present: int = 0
     aus: list[float] | None = None
     action_units: dict[str, float] | None = None  # `aus` by name, rounded: what observations carry
     aus_at_classification: list[float] | None = None
@@ -403,7 +405,10 @@ class Pipeline:
         scores = tracks.scores.tolist() if tracks.scores is not None else None
         for (i, track_id, memo), mesh in zip(due, meshes):
             memo.mesh_t = t
-            memo.rejected = not mesh_keeps(mesh, scores[i] if scores is not None else 0.0, self.trust_score)
+            memo.meshes += 1
+            memo.meshes_present += mesh.present
+            score = scores[i] if scores is not None else 0.0
+            memo.rejected = not mesh_keeps(mesh, score, self.trust_score, present=memo.meshes_present, meshed=memo.meshes)
             if not mesh.present:
                 continue  # kept on the detector's word, but its points are no face to measure
             pose = face_geometry.head_pose(mesh.points, camera)

@@ -62,17 +62,25 @@ class FaceMesh:
             raise ValueError(f"FaceMesh.points must have shape ({NUM_POINTS}, 3), got {self.points.shape}")
 
 
-def mesh_keeps(mesh: FaceMesh, detection_score: float, trust_score: float = TRUST_SCORE) -> bool:
-    """Whether a detection stays a face after its mesh: the mesh says a face is there, or the
-    detector was sure (`detection_score` >= `trust_score`).
+def mesh_keeps(mesh: FaceMesh, detection_score: float, trust_score: float = TRUST_SCORE, *, present: int = 0, meshed: int = 0) -> bool:
+    """Whether a detection stays a face after its mesh: the detector was sure
+    (`detection_score` >= `trust_score`), or the mesh says a face is there, in this mesh and in
+    at least half of the track's meshes so far (`present` of `meshed`, this one included; 0 of 0:
+    this mesh alone, as for a single photo).
 
     The mesh's presence score is low on real faces it was not trained for (turned far to the
     side, small and blurred once its crop is enlarged to 192x192), and the detector's false
     faces (lettering, patterns, clothes) score low with the detector too; trusting the
     detector's sure faces keeps those real faces and still removes the false ones
-    (`benchmarks/detection_by_size.py` measures both).
+    (`benchmarks/detection_by_size.py` measures both). On lettering the mesh flickers (present
+    in 7 of 18 meshes on one animated title): the vote over the track keeps such a track out,
+    where the last mesh alone let it in whenever it flickered on.
     """
-    return mesh.present or detection_score >= trust_score
+    if detection_score >= trust_score:
+        return True
+    if meshed <= 0:
+        return mesh.present
+    return mesh.present and 2 * present >= meshed
 
 
 class FaceLandmarker:

@@ -72,6 +72,7 @@ def test_an_instance_device_id_is_a_valid_device_id() -> None:
     assert load_settings(environ={"EDGE_FER_DEVICE_ID": "jetson-door"}).device_id == "jetson-door"
 
 
+@pytest.mark.integration  # a subprocess
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (no systemd)")
 @pytest.mark.parametrize("unit", ["edge-fer.service", "edge-fer@door.service"])
 def test_units_verify(unit: str, tmp_path: Path) -> None:
@@ -88,6 +89,7 @@ def test_units_verify(unit: str, tmp_path: Path) -> None:
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
 
+@pytest.mark.integration  # a subprocess
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (no systemd)")
 def test_template_security_exposure_is_at_most_2_5(tmp_path: Path) -> None:
     (tmp_path / TEMPLATE.name).write_text(TEMPLATE.read_text())
