@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"fer": None, "ratio": None, "message": "no environment with the fer library found", "how": HOW}))
         print(f"fer is not installed; create its own environment with:\n  {HOW}\nthen run this again.", file=sys.stderr)
         return 0
-    from edge_fer.bench import five_faces_clip
     from edge_fer.config import load_settings
     from edge_fer.models import asset_path
+    from edge_fer.tools.bench import five_faces_clip
 
     models_dir = load_settings().models.dir
     with tempfile.TemporaryDirectory(prefix="edge-fer-compare-") as folder:

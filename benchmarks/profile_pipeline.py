@@ -2,7 +2,7 @@
 
     python benchmarks/profile_pipeline.py [--source demo|five-faces|SPEC] [--frames 2000] [--html PATH] [--text]
 
-Runs `edge_fer.bench.bench` (the pipeline, footage and frame loop of `edge-fer bench`,
+Runs `edge_fer.tools.bench.bench` (the pipeline, footage and frame loop of `edge-fer bench`,
 ``--realtime off``) under pyinstrument, which is never an edge-fer dependency:
 
     pip install pyinstrument
@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import edge_fer
-from edge_fer.bench import bench, bench_settings, footage
 from edge_fer.config import load_settings
 from edge_fer.pipeline import Pipeline
 from edge_fer.runner import Runner
+from edge_fer.tools.bench import bench, bench_settings, footage
 
 K = TypeVar("K")
 HOW = "pip install pyinstrument   (a profiling tool, never an edge-fer dependency)"

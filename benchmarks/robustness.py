@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edge_fer.config import Settings, load_settings
-from edge_fer.evaluate import EvalResult, list_images, share_bias
+from edge_fer.tools.evaluate import EvalResult, list_images, share_bias
 from edge_fer.models import resolve
 from edge_fer.runtime import load_manifest_model
 from edge_fer.vision.degrade import FAMILIES, apply_set, benchmark_sets, parse_set, reference_sets

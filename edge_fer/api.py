@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from edge_fer.aggregate import Aggregator
 from edge_fer.capture import CaptureThread, is_still_spec, source_from_spec
 from edge_fer.capture.opencv import to_bgr
 from edge_fer.config import Settings, load_settings, merge
 from edge_fer.errors import ConfigError, SourceError
 from edge_fer.pipeline import FrameResult, Pipeline
 from edge_fer.temporal import ProbabilitySmoother, Tracker
+from edge_fer.temporal.aggregate import Aggregator
 from edge_fer.types import FaceObservation, Frame, MicroExpression, TrackSummary, WindowSummary
 
 logger = logging.getLogger(__name__)

@@ -274,7 +274,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edge_fer.evaluate import classifier_for, evaluate, fit_calibration, plot_confusion, report_text
+    from edge_fer.tools.evaluate import classifier_for, evaluate, fit_calibration, plot_confusion, report_text
 
     settings = _settings_from_args(args)
     _setup_logging("warning" if args.json else settings.log_level)
@@ -321,8 +321,8 @@ def _progress_bar(desc: str, disable: bool) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge_fer.bench import bench, bench_settings, footage
     from edge_fer.runner import process_age_s
+    from edge_fer.tools.bench import bench, bench_settings, footage
 
     t0 = time.monotonic() - process_age_s()
     settings = bench_settings(_settings_from_args(args), detector=args.detector, keep_sinks=bool(args.sinks))
@@ -345,7 +345,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from edge_fer.doctor import run_checks
+    from edge_fer.tools.doctor import run_checks
 
     settings = _settings_from_args(args)
     _setup_logging("warning")

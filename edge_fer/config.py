@@ -31,6 +31,11 @@ else:  # pragma: no cover - Python 3.10 on older Pi OS
 
 ENV_PREFIX = "EDGE_FER_"
 
+#: What a sink spec may name (a bare name or a URL scheme) → the sink that serves it, a key of
+#: `edge_fer.sinks.SINKS`. The one list: the settings validator, the folding of MQTT URLs into
+#: ``[mqtt]``, preflight and `build_sinks` all read it (a test checks it against the registry).
+SINK_SPECS: dict[str, str] = {"stdout": "stdout", "mqtt": "mqtt", "mqtts": "mqtt"}
+
 
 def default_data_dir() -> Path:
     """Where provisioned models and demo footage live (``$XDG_DATA_HOME/edge-fer``)."""
@@ -341,8 +346,10 @@ class Settings(_Section):
     def _known_sinks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for spec in value:
             scheme = spec.split("://", 1)[0] if "://" in spec else spec
-            if scheme not in ("stdout", "mqtt", "mqtts"):
-                raise ValueError(f"unknown sink {spec!r}; known: stdout, mqtt, mqtt://host[:port], mqtts://host[:port]")
+            if scheme not in SINK_SPECS:
+                names = [name for name, sink in SINK_SPECS.items() if name == sink]
+                urls = [f"{name}://host[:port]" for name, sink in SINK_SPECS.items() if sink == "mqtt"]
+                raise ValueError(f"unknown sink {spec!r}; known: {', '.join(names + urls)}")
         return value
 
     @property
@@ -389,7 +396,7 @@ def apply_sink_url(data: dict[str, Any], spec: str) -> None:
     if "://" not in spec:
         return
     url = urlsplit(spec)
-    if url.scheme not in ("mqtt", "mqtts"):
+    if SINK_SPECS.get(url.scheme) != "mqtt":
         return
     mqtt = data.setdefault("mqtt", {})
     if not url.hostname:

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_fer.aggregate import Aggregator
 from edge_fer.temporal import ProbabilitySmoother, Tracker
-from edge_fer.temporal.action_units import ActionUnitTracker
+from edge_fer.temporal.aggregate import Aggregator
+from edge_fer.temporal.au_baseline import ActionUnitTracker
 from edge_fer.temporal.micro import MicroSpotter
 from edge_fer.types import FaceObservation, Frame, MicroExpression, Tracks, TrackSummary, WindowSummary
 from edge_fer.vision import face_geometry
@@ -57,7 +57,7 @@ MESH_DUE_FRACTION = 0.75
 #: Minimum top probability of neutral for a frame to count as the face at rest (AU baseline).
 CALM_NEUTRAL = 0.5
 #: The settings a running pipeline takes without a restart, and the one list of them: the `set`
-#: remote command accepts exactly these keys (`edge_fer.control.LIVE_KEYS`), and `Pipeline.apply`
+#: remote command accepts exactly these keys (`edge_fer.runner.control.LIVE_KEYS`), and `Pipeline.apply`
 #: writes each into the stage attribute named here (a dotted path from the pipeline). None: the
 #: runner reads that setting from its own settings at each use; no stage holds it.
 LIVE_SETTINGS: dict[str, str | None] = {
@@ -261,7 +261,7 @@ class Pipeline:
     def apply(self, settings: Settings) -> None:
         """Take the live settings of `settings` (`LIVE_SETTINGS`) into the running stages; any
         other change needs a new pipeline. `settings` must be validated (`load_settings`,
-        `edge_fer.control.apply_set`): the stages take the values as they are.
+        `edge_fer.runner.control.apply_set`): the stages take the values as they are.
 
         Raises:
             AttributeError: `LIVE_SETTINGS` names an attribute a stage does not have (a bug).

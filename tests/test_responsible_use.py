@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_fer.aggregate import Aggregator
+from edge_fer.temporal.aggregate import Aggregator
 from edge_fer.types import FaceObservation, Tracks
 from tests.conftest import Broker, Collector, edge_fer
 

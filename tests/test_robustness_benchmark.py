@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_fer.config import load_settings
-from edge_fer.evaluate import share_bias
+from edge_fer.tools.evaluate import share_bias
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "robustness.py"
 FACES = Path(__file__).parent / "data" / "fer2013_faces"

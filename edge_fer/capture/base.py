@@ -1,4 +1,4 @@
-"""The `FrameSource` protocol, the registry of source kinds, and parsing of source specs."""
+"""The `FrameSource` protocol, the registry of source kinds (`SOURCES`), and parsing of source specs."""
 
 from __future__ import annotations
 
@@ -164,21 +164,3 @@ def camera_index(spec: str) -> int:
     if match is None:
         raise SourceError(f"source {spec!r} names no camera; {SPEC_HELP}")
     return int(match.group(1) or 0)
-
-
-def source_from_spec(spec: str, cfg: SourceConfig, models_dir: Path) -> FrameSource:
-    """Build (not open) the source named by `spec`.
-
-    Args:
-        spec: see `SPEC_HELP` (``cfg.spec`` is ignored, so a CLI ``--source`` can override it).
-        cfg: requested size, frame rate, looping.
-        models_dir: where the demo footage is provisioned.
-
-    Raises:
-        SourceError: the spec names nothing that exists; the message lists the accepted forms.
-        ModelError: ``demo`` when the footage is not provisioned (`edge-fer models fetch`).
-    """
-    # The concrete modules register themselves on import (late, to keep this module light).
-    from edge_fer.capture import folder, opencv, picam  # noqa: F401
-
-    return SOURCES.get(classify_spec(spec))(spec.strip(), cfg, models_dir)

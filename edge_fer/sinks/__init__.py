@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import IO, Protocol
 
-from edge_fer.config import Settings
+from edge_fer.config import SINK_SPECS, Settings
 from edge_fer.registry import Registry
 from edge_fer.sinks.payloads import Event
 
@@ -41,7 +41,7 @@ def build_sinks(settings: Settings, stream: IO[str] | None = None) -> list[Sink]
     ``settings.mqtt`` when the settings were loaded; several MQTT specs mean one MQTT sink)."""
     keys: list[str] = []
     for spec in settings.sinks:
-        key = "mqtt" if spec.split("://", 1)[0] in ("mqtt", "mqtts") else spec
+        key = SINK_SPECS.get(spec.split("://", 1)[0], spec)
         if key not in keys:
             keys.append(key)
     sinks: list[Sink] = []

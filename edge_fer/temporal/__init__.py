@@ -1,4 +1,4 @@
-"""Temporal stages: tracking, per-track smoothing, per-track action-unit baselines, micro-expression spotting."""
+"""Temporal stages: tracking, per-track smoothing, per-track action-unit baselines, micro-expression spotting, window aggregation."""
 
 from __future__ import annotations
 

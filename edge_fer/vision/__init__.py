@@ -1,4 +1,4 @@
-"""Pure vision stages: face detection, alignment, emotion classification, face mesh and its geometry, affect mapping.
+"""Pure vision stages: face detection, alignment, emotion classification and its calibration, face mesh and its geometry, affect.
 
 Arrays in, values out: no threads, no clocks, no I/O besides loading a model in `from_settings`.
 """

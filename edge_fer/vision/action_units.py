@@ -51,7 +51,7 @@ AU_WEIGHTS = _weights()
 def intensities(measures: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """AU intensities in [0, 1], `AU_NAMES` order, of a face whose raw measures are `measures`
     and whose resting measures are `baseline` (both ``(len(MEASURES),)``). AU43 and AU45 both
-    carry the eye closure here; `edge_fer.temporal.action_units` splits them by duration."""
+    carry the eye closure here; `edge_fer.temporal.au_baseline` splits them by duration."""
     aus = AU_WEIGHTS @ (np.asarray(measures) - np.asarray(baseline))
     # np.minimum / np.maximum rather than np.clip: same values, without np.clip's Python-level
     # dispatch (this runs per face and frame)

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edge_fer.calibration import apply_temperature
 from edge_fer.errors import ModelError
 from edge_fer.models import ModelEntry, resolve
 from edge_fer.runtime import Model, load_manifest_model
 from edge_fer.types import Frame, Tracks
 from edge_fer.vision.align import DEFAULT_MARGIN, align_face, crop_for_model
+from edge_fer.vision.calibration import apply_temperature
 from edge_fer.vision.quality import CropMeasures, measure_crop
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_fer.health import SystemdNotifier, ThermalGuard, read_throttled
+from edge_fer.runner.health import SystemdNotifier, ThermalGuard, read_throttled
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "edge-fer.service"
 #: One instance per camera: edge-fer@door.service.

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_fer.config import load_settings
-from edge_fer.health import read_temperature_c
+from edge_fer.runner.health import read_temperature_c
 from edge_fer.sinks.homeassistant import emotion_labels, sensors
 from tests.conftest import Broker, Collector, free_port, leaving_clip, write_clip
 

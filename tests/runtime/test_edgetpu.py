@@ -14,10 +14,10 @@ import pytest
 import edge_fer.runtime
 import edge_fer.runtime.edgetpu
 from edge_fer.config import load_settings
-from edge_fer.doctor import _edgetpu
 from edge_fer.errors import ModelError
 from edge_fer.models import bundled_dir
 from edge_fer.runtime import EdgeTpuModel, LiteRTModel, edgetpu_available, load_model
+from edge_fer.tools.doctor import _edgetpu
 from edge_fer.vision.emotion import EmotionClassifier
 from tests.fakes import FakeCoral
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_fer.config import load_settings
-from edge_fer.temporal.action_units import ActionUnitTracker
+from edge_fer.temporal.au_baseline import ActionUnitTracker
 from edge_fer.types import Frame
 from edge_fer.vision import FaceDetector
 from edge_fer.vision.action_units import AU_NAMES, AU_WEIGHTS, NEUTRAL_PRIOR, intensities

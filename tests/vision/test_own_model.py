@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edge_fer.config import load_settings
-from edge_fer.evaluate import list_images
 from edge_fer.models import get_entry, resolve
+from edge_fer.tools.evaluate import list_images
 from edge_fer.vision import EmotionClassifier
 from edge_fer.vision.degrade import apply_set, reference_sets
 from tests.conftest import edge_fer

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_fer.aggregate import Aggregator
 from edge_fer.config import QualityConfig, load_settings
 from edge_fer.pipeline import Pipeline
+from edge_fer.temporal.aggregate import Aggregator
 from edge_fer.types import FaceObservation, Frame, Tracks
 from edge_fer.vision.quality import CropMeasures, QualityGate, measure_crop
 

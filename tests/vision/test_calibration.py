@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_fer.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from edge_fer.vision.calibration import apply_temperature, expected_calibration_error, fit_temperature
 
 
 def overconfident_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

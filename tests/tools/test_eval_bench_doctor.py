@@ -14,9 +14,9 @@ import pytest
 from edge_fer import EMOTIONS
 from edge_fer.config import load_settings
 from edge_fer.errors import ConfigError
-from edge_fer.evaluate import classifier_for, evaluate, fit_calibration, report_text, resolve_model_name
-from edge_fer.health import dependency_versions
+from edge_fer.runner.health import dependency_versions
 from edge_fer.temporal import Tracker
+from edge_fer.tools.evaluate import classifier_for, evaluate, fit_calibration, report_text, resolve_model_name
 from edge_fer.types import Frame
 from edge_fer.vision import EmotionClassifier, FaceDetector
 from tests.conftest import edge_fer
@@ -196,7 +196,7 @@ def test_doctor_reports_each_check(run_env: dict[str, str], tmp_path: Path) -> N
 def test_compare_fer_without_fer_says_how_to_install_it(tmp_path: Path) -> None:
     """The fer library is never our dependency: without its environment the comparison script
     explains how to make one and exits cleanly."""
-    script = Path(__file__).parents[1] / "benchmarks" / "compare_fer.py"
+    script = Path(__file__).parents[2] / "benchmarks" / "compare_fer.py"
     result = subprocess.run([sys.executable, str(script), "--fer-python", str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)

@@ -1,34 +1,24 @@
-"""The runner: owns the capture thread, the main inference loop, the sinks, stats and shutdown.
-
-Start order (`run`): models → source and capture thread (the first open raises at once) → sinks →
-loop. Stop: the loop ends and publishes the partial window, then the capture thread and the
-source stop, then the sinks close, last, so that the final summary and stats still go out. One
-`stop_event` ends everything; every blocking call has a timeout.
-"""
+"""The frame loop: frames from the capture thread through the pipeline, remote commands, pause, stats, events to the sinks."""
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import resource
-import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cv2
 
 from edge_fer import __version__
-from edge_fer.capture import CaptureThread, is_still_spec, redact, source_from_spec
+from edge_fer.capture import CaptureThread
 from edge_fer.config import Settings
-from edge_fer.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
-from edge_fer.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
 from edge_fer.pipeline import FrameResult, Pipeline
-from edge_fer.sinks import Sink, build_sinks
+from edge_fer.runner.control import BUSY_MESSAGE, Command, CommandError, CommandInbox, apply_set, parse_command
+from edge_fer.runner.health import FrameRateMeter, SystemdNotifier, ThermalGuard, read_temperature_c, read_throttled
+from edge_fer.runner.stats import rss_mb
+from edge_fer.sinks import Sink
 from edge_fer.sinks.payloads import Event, cmd_result_event, micro_event, privacy_event, stats_event, summary_event, track_event
 from edge_fer.types import Tracks
 
@@ -39,44 +29,6 @@ logger = logging.getLogger(__name__)
 PAUSED_FRAME_INTERVAL_S = 0.5
 #: At most this many "busy" answers per frame, so that a flood of commands costs a frame little.
 BUSY_ANSWERS_PER_FRAME = 64
-
-
-def rss_mb() -> float:
-    """Resident memory of this process (MB), from /proc when available, else the peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def rss_split_mb() -> dict[str, float]:
-    """Resident memory split (MB) into private anonymous pages (``anon``: what this process and
-    its libraries allocated) and file-backed pages (``file``: mapped code and data of the shared
-    libraries, which the kernel may map more or less of depending on its page cache: right after
-    a pip install, large page-cache folios make the same libraries count ~40 MB more).
-    Empty where /proc does not tell."""
-    out: dict[str, float] = {}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(("RssAnon:", "RssFile:")):
-                out[line[3:7].lower()] = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return out
-
-
-def process_age_s() -> float:
-    """Seconds since this process started (from /proc; 0 where unavailable)."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        started_ticks = int(fields[19])
-        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
-        return max(uptime_s - started_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 @dataclass
@@ -315,111 +267,3 @@ class Runner:
             self.report.stages_ms = timer.percentiles()
             self.report.capture = self.capture.stats()
         return self.report
-
-
-def preflight(settings: Settings) -> None:
-    """Every check `run` makes before it opens a camera, a broker connection or a port, so that
-    ``edge-fer run --validate-config`` refuses exactly what `run` would refuse.
-
-    Raises:
-        ConfigError: a prohibited deployment, a bad dashboard address, unreadable MQTT TLS or
-            password files (exit code 2).
-        ModelError: a model name not in the manifest, or its file missing or corrupt (exit code 4).
-    """
-    from edge_fer.models import resolve
-    from edge_fer.sinks.dashboard import check_listen
-
-    settings.deployment.check_lawful()
-    models = [("detector", settings.models.detector), ("emotion", settings.models.emotion)]
-    if settings.models.far_detector:
-        models.append(("detector", settings.models.far_detector))
-    if settings.landmarks.enabled:
-        models.append(("landmarks", settings.models.landmarks))
-    for kind, name in models:
-        resolve(name, settings.models.dir, kind)
-    if settings.dashboard.listen:
-        check_listen(settings.dashboard.listen, settings.dashboard.allow_remote)
-    if any(spec in ("mqtt", "mqtts") for spec in settings.sinks):
-        settings.mqtt.check_files()
-
-
-def run(
-    settings: Settings,
-    *,
-    max_frames: int | None = None,
-    duration_s: float | None = None,
-    stream: IO[str] | None = None,
-    stop_event: threading.Event | None = None,
-    install_signals: bool = False,
-    started_at: float | None = None,
-    on_built: Callable[[Pipeline], None] | None = None,
-) -> RunReport:
-    """Build everything from `settings`, run, and shut down cleanly.
-
-    Args:
-        started_at: `time.monotonic()` when the command started, for the start-up time
-            (default: now).
-        on_built: called with the pipeline once every stage is built (used by `bench`).
-
-    Raises:
-        ModelError: a model is missing or corrupt (exit code 4).
-        SourceError: the source cannot be opened (exit code 3).
-        ConfigError: a bad setting found while building (exit code 2).
-    """
-    preflight(settings)
-    logger.info(
-        "deployment context %s, purpose %s, controller %s, aggregates to be kept %d days",
-        settings.deployment.context,
-        settings.deployment.purpose or "(not given)",
-        settings.deployment.controller or "(not given)",
-        settings.deployment.retention_days,
-    )
-    logger.info(
-        "edge-fer %s starting: device %s, source %s, sinks %s, privacy level %s, min_faces %d (pid %d)",
-        __version__,
-        settings.device_id,
-        redact(settings.source.spec),
-        ", ".join(redact(s) for s in settings.sinks),
-        settings.aggregate.privacy_level,
-        settings.aggregate.min_faces,
-        os.getpid(),
-    )
-    started_at = time.monotonic() if started_at is None else started_at
-    stop_event = stop_event or threading.Event()
-    pipeline = Pipeline.from_settings(settings, stills=is_still_spec(settings.source.spec))
-    if on_built is not None:
-        on_built(pipeline)
-    src_cfg = settings.source
-    capture = CaptureThread(
-        lambda: source_from_spec(src_cfg.spec, src_cfg, settings.models.dir),
-        realtime=src_cfg.realtime,
-        reopen_backoff_max_s=src_cfg.reopen_backoff_max_s,
-        stop_event=stop_event,
-    )
-    capture.start()  # raises SourceError synchronously when the first open fails
-    sinks: list[Sink] = []
-    previous: dict[int, Any] = {}
-    try:
-        sinks = build_sinks(settings, stream=stream)
-        if install_signals:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, lambda *_: stop_event.set())
-        runner = Runner(settings, pipeline, capture, sinks, stop_event, started_at)
-        runner._publish(privacy_event(settings))
-        report = runner.run(max_frames=max_frames, duration_s=duration_s)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        capture.stop()
-        for sink in reversed(sinks):
-            sink.close(timeout_s=5.0)
-    logger.info(
-        "processed %d frames in %.1f s (%.1f frames/s), %d face observations, %d summaries; dropped %s frames",
-        report.frames,
-        report.wall_s,
-        report.fps,
-        report.faces,
-        report.summaries,
-        report.capture.get("dropped", 0),
-    )
-    return report

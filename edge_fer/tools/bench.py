@@ -26,10 +26,10 @@ import numpy as np
 
 from edge_fer.config import Settings
 from edge_fer.errors import ModelError, SourceError
-from edge_fer.health import dependency_versions
 from edge_fer.models import asset_path
 from edge_fer.pipeline import STAGES
 from edge_fer.runner import rss_mb, rss_split_mb, run
+from edge_fer.runner.health import dependency_versions
 from edge_fer.runtime import Model
 
 #: Bench-only footage names (``--source``) and what they are.

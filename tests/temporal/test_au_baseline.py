@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_fer.temporal.action_units import ActionUnitTracker
+from edge_fer.temporal.au_baseline import ActionUnitTracker
 from edge_fer.vision.action_units import AU_NAMES, NEUTRAL_PRIOR
 from edge_fer.vision.face_geometry import MEASURES
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_fer.aggregate import Aggregator
+from edge_fer.temporal.aggregate import Aggregator
 from edge_fer.types import FaceObservation, Tracks
 
 LABELS = ("happy", "sad")

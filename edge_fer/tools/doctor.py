@@ -29,7 +29,7 @@ def _python(_: Settings) -> Check:
 
 def _versions(_: Settings) -> Check:
     """The versions in use against the lock the README's figures were measured with."""
-    from edge_fer.health import dependency_versions
+    from edge_fer.runner.health import dependency_versions
 
     found = dependency_versions()
     missing = [k for k, v in found.items() if v.startswith("missing")]

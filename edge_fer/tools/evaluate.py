@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 
 from edge_fer import EMOTIONS, models
-from edge_fer.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from edge_fer.config import Settings
 from edge_fer.errors import ConfigError
+from edge_fer.vision.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from edge_fer.vision.emotion import EmotionClassifier
 
 logger = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from edge_fer import health
-from edge_fer.health import FrameRateMeter
+from edge_fer.runner import health
+from edge_fer.runner.health import FrameRateMeter
 
 
 def test_no_rate_until_an_interval_of_frames_has_passed() -> None:

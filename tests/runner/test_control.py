@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from edge_fer.capture import CaptureThread
 from edge_fer.config import load_settings
-from edge_fer.control import LIVE_KEYS, CommandError, CommandInbox, apply_set, parse_command
 from edge_fer.pipeline import LIVE_SETTINGS, FrameResult, Pipeline
 from edge_fer.runner import Runner
+from edge_fer.runner.control import LIVE_KEYS, CommandError, CommandInbox, apply_set, parse_command
 from edge_fer.sinks.payloads import Event, check_payload, cmd_result_event
 from edge_fer.types import MicroExpression, Tracks, TrackSummary
 from tests.conftest import Broker, Collector
