@@ -48,7 +48,7 @@ from typing import Any
 from edge_fer.config import load_settings
 from edge_fer.runner.health import read_temperature_c
 from edge_fer.sinks.homeassistant import emotion_labels, sensors
-from tests.conftest import Broker, Collector, free_port, leaving_clip, write_clip
+from tests.conftest import Broker, Collector, free_port, leaving_clip, wait_until, write_clip
 
 HA_VERSION = "2024.3.3"
 #: Home Assistant turned a template result of ``None`` into ``unknown`` only for numeric sensors
@@ -195,7 +195,7 @@ class HomeAssistant:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        if not wait_until(self._http_up, 240):
+        if not wait_until(self._http_up, 240, poll_s=0.25):
             raise CheckFailed(f"Home Assistant did not answer on {self.url} within 240 s; see {self.log_file}")
 
     def _http_up(self) -> bool:
@@ -253,7 +253,7 @@ class HomeAssistant:
             entries = self.request("GET", "/api/config/config_entries/entry?domain=mqtt")
             return bool(entries) and entries[0]["state"] == "loaded"
 
-        if not wait_until(loaded, 60):
+        if not wait_until(loaded, 60, poll_s=0.25):
             raise CheckFailed("the MQTT config entry did not load within 60 s")
 
     def states(self) -> dict[str, dict[str, Any]]:
@@ -273,15 +273,6 @@ class HomeAssistant:
 
 class CheckFailed(AssertionError):
     pass
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, poll_s: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return False
 
 
 # -- edge-fer ----------------------------------------------------------------------------------
@@ -400,7 +391,7 @@ def run_check(hass_exe: Path, workdir: Path) -> list[dict[str, str]]:
                     return False
             return True
 
-        if not wait_until(all_with_values, 90):
+        if not wait_until(all_with_values, 90, poll_s=0.25):
             found = {m: ha.states()[e]["state"] for m, e in ids.items()}
             raise CheckFailed(f"with a face in view, not every entity got a value ({len(ids)} of {len(specs)} found): {found}")
         states = ha.states()
@@ -470,7 +461,7 @@ def wait_for_states(
         last = {metric: states[eid]["state"] for metric, eid in ids.items()}
         return predicate(last) and (running is None or running.running())
 
-    if not wait_until(check, timeout_s):
+    if not wait_until(check, timeout_s, poll_s=0.25):
         raise CheckFailed(f"{when}: the states last seen were {last}")
     return last
 
