@@ -22,7 +22,7 @@ from edge_fer.capture.opencv import to_bgr
 from edge_fer.config import Settings, load_settings, merge
 from edge_fer.errors import ConfigError, SourceError
 from edge_fer.pipeline import FrameResult, Pipeline
-from edge_fer.temporal import ProbabilitySmoother, Tracker
+from edge_fer.temporal import ProbabilitySmoother
 from edge_fer.temporal.aggregate import Aggregator
 from edge_fer.types import FaceObservation, Frame, MicroExpression, TrackSummary, WindowSummary
 
@@ -287,12 +287,7 @@ def analyze_image(image: str | os.PathLike[str] | np.ndarray, *, config: ConfigL
         pipeline = Pipeline(
             detector=models.detector,
             classifier=models.classifier,
-            # a photo is seen once: its faces are confirmed as `Pipeline.from_settings` does for stills
-            tracker=Tracker(
-                settings.tracker.iou_threshold,
-                settings.tracker.max_missed_s,
-                confirm_score=0.0 if models.landmarker is not None else settings.tracker.confirm_score,
-            ),
+            tracker=models.tracker.fresh(),  # set up for stills by `Pipeline.from_settings`
             smoother=ProbabilitySmoother(0.0),
             aggregator=Aggregator(models.classifier.labels),
             min_confidence=settings.classifier.min_confidence,

@@ -89,6 +89,10 @@ class Tracker:
         self._tracks: list[_State] = []
         self._last_t: float | None = None
 
+    def fresh(self) -> Tracker:
+        """A tracker with these settings and no tracks yet (ids from 1 again)."""
+        return Tracker(self.iou_threshold, self.max_missed_s, self.centroid_factor, self.confirm_hits, self.confirm_s, self.confirm_score)
+
     def update(self, detections: Detections | None, t: float) -> Tracks:
         """Match `detections` (seen at time `t`, s) to live tracks; returns the live tracks.
 
