@@ -431,14 +431,7 @@ class FaceDetector:
         truncated = left_out[0]
         if truncated and self.log_truncation:
             self.log_truncation = False
-            logger.warning(
-                "a frame holds %d faces, more than detector.max_faces = %d: the %d with the lowest scores are left out "
-                "(faces.truncated in the summary counts them); raise detector.max_faces if this is a crowd you want counted "
-                "(logged once)",
-                len(scores) + truncated,
-                self.max_faces,
-                truncated,
-            )
+            _log_truncation(self.max_faces, truncated)
         if len(scores) == 0:
             return Detections.empty()
         rows *= box.gain16
@@ -446,6 +439,17 @@ class FaceDetector:
         if x0 or y0:
             rows += np.tile(np.array([x0, y0], np.float32), 8)
         return Detections(rows[:, :4], scores, rows[:, 4:].reshape(-1, 6, 2), truncated)
+
+
+def _log_truncation(max_faces: int, truncated: int) -> None:
+    """The one warning (a detector logs it once) that a frame held more faces than `max_faces`."""
+    logger.warning(
+        "a frame holds more faces than detector.max_faces = %d: %d with the lowest scores are left out "
+        "(faces.truncated in the summary counts them); raise detector.max_faces if this is a crowd you want counted "
+        "(logged once)",
+        max_faces,
+        truncated,
+    )
 
 
 #: Faces at least this share of the frame's longer side wide are found by the short-range
@@ -634,13 +638,7 @@ class RangeDetector:
             keep = keep[: self.max_faces]
         if truncated and self.log_truncation:
             self.log_truncation = False
-            logger.warning(
-                "a frame holds more faces than detector.max_faces = %d: %d with the lowest scores are left out "
-                "(faces.truncated in the summary counts them); raise detector.max_faces if this is a crowd you want counted "
-                "(logged once)",
-                self.max_faces,
-                truncated,
-            )
+            _log_truncation(self.max_faces, truncated)
         return Detections(boxes[keep], scores[keep], keypoints[keep], truncated)
 
 
