@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -185,17 +185,31 @@ def apply_set(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     return out
 
 
-def random_degradation(img: np.ndarray, rng: np.random.Generator, p_clean: float = 0.35, p_second: float = 0.3) -> np.ndarray:
+def random_degradation(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    p_clean: float = 0.35,
+    p_second: float = 0.3,
+    weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
     """Training augmentation: with probability ``1 - p_clean`` one family at a random strength
     drawn from its `train_range` (motion at a random angle), and with probability `p_second` a
-    second one on top (a dark, noisy, compressed stream is the usual case)."""
+    second one on top (a dark, noisy, compressed stream is the usual case). Families are drawn
+    uniformly, or in proportion to `weights` (family name → weight, 1 for a family not named)."""
+    if weights is not None and (unknown := set(weights) - set(FAMILIES)):
+        raise ValueError(f"unknown degradation {sorted(unknown)[0]!r}; known: {', '.join(FAMILIES)}")
     if rng.random() < p_clean:
         return img
     names = list(FAMILIES)
+    odds = None
+    if weights is not None:
+        w = np.array([float(weights.get(n, 1.0)) for n in names])
+        odds = w / w.sum()
     for round_ in range(2):
         if round_ == 1 and rng.random() >= p_second:
             break
-        name = names[int(rng.integers(len(names)))]
+        # Uniform draws keep rng.integers: a run without weights draws what it always drew.
+        name = names[int(rng.integers(len(names)))] if odds is None else names[int(rng.choice(len(names), p=odds))]
         fam = FAMILIES[name]
         lo, hi = fam.train_range
         strength = float(rng.uniform(lo, hi))

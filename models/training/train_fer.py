@@ -361,7 +361,7 @@ def degraded_heldout(x: np.ndarray, y: np.ndarray, va: np.ndarray, per_set: int,
     return {name: (apply_set(x[pick], name, seed), y[pick]) for name in reference_sets()}
 
 
-def degrade_batch(xb: Any, rng: np.random.Generator, p_clean: float) -> Any:
+def degrade_batch(xb: Any, rng: np.random.Generator, p_clean: float, weights: dict[str, float] | None = None) -> Any:
     """Camera degradations (`edge_fer.vision.degrade.random_degradation`, the benchmark's own
     definitions) on a ``(n,1,48,48)`` float batch in [0, 1], image by image."""
     import torch
@@ -369,8 +369,26 @@ def degrade_batch(xb: Any, rng: np.random.Generator, p_clean: float) -> Any:
     from edge_fer.vision.degrade import random_degradation
 
     imgs = (xb[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    out = np.stack([random_degradation(img, rng, p_clean=p_clean) for img in imgs])
+    out = np.stack([random_degradation(img, rng, p_clean=p_clean, weights=weights) for img in imgs])
     return torch.from_numpy(out).float().div_(255).unsqueeze(1)
+
+
+def parse_weights(spec: str | None) -> dict[str, float] | None:
+    """``motion=2,jpeg=2,dark=0.5`` → the families' draw weights (1 for a family not named)."""
+    if not spec:
+        return None
+    from edge_fer.vision.degrade import FAMILIES
+
+    weights = {}
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() not in FAMILIES:
+            raise SystemExit(f"--degrade-weights: unknown degradation {name.strip()!r}; known: {', '.join(FAMILIES)}")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--degrade-weights: {item!r} is not NAME=NUMBER") from None
+    return weights
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -399,6 +417,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.init_tflite and not (out / "last.pt").exists():
         calib = x[np.random.default_rng(args.seed).choice(tr, size=2048, replace=False)]
         init_from_tflite(model, Path(args.init_tflite), calib)
+    if args.init_weights and not (out / "last.pt").exists():
+        model.load_state_dict(torch.load(args.init_weights, weights_only=True))
+        print(f"warm start from {args.init_weights}", flush=True)
+    weights = parse_weights(args.degrade_weights)
+    teacher = None
+    if args.teacher:
+        teacher = torch.from_numpy(np.load(args.teacher)).float()
+        if teacher.shape != (len(y), len(CLASSES)):
+            raise SystemExit(f"{args.teacher}: shape {tuple(teacher.shape)}, expected ({len(y)}, {len(CLASSES)}); made by `teacher` for this data?")
     model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, args.ema)
     checks = degraded_heldout(x, y, va, args.degraded_heldout, args.seed) if args.degrade < 1 else {}
@@ -435,7 +462,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.aux.parameters())
     print(f"params (exported) {params:,}; train {len(tr)}, held-out {len(va)}; epochs {args.epochs}", flush=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=2))
-    if start_epoch == 0 and args.init_tflite and checks:
+    if start_epoch == 0 and (args.init_tflite or args.init_weights) and checks:
         # Where the warm start stands before any fine-tuning: the figures to beat.
         p0 = predict(ema.model, x[va]).argmax(1)
         accs = {name: round(float(np.mean(predict(ema.model, xs).argmax(1) == ys)), 4) for name, (xs, ys) in checks.items()}
@@ -454,13 +481,18 @@ def cmd_train(args: argparse.Namespace) -> None:
             xb = augment(xt[idx].float().div_(255).unsqueeze(1), gen, args.aug)
             if args.degrade < 1:
                 # Seeded by (seed, epoch, step): a resumed run draws the same degradations.
-                xb = degrade_batch(xb, np.random.default_rng([args.seed, epoch, s]), args.degrade)
+                xb = degrade_batch(xb, np.random.default_rng([args.seed, epoch, s]), args.degrade, weights)
             xb = xb.contiguous(memory_format=torch.channels_last)
             yb, sb, hb = yt[idx], st[idx], ht[idx]
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits, aux = model(xb)
             logits, aux = logits.float(), aux.float()
             loss = F.cross_entropy(logits, yb, label_smoothing=args.smoothing)
+            if teacher is not None:
+                # The teacher saw the clean face, the student sees it augmented and degraded:
+                # it learns to say on a bad picture what the teacher says on a good one.
+                distill = -(teacher[idx] * F.log_softmax(logits, 1)).sum(1).mean()
+                loss = (1 - args.distill) * loss + args.distill * distill
             if args.aux_weight > 0:
                 aux_loss = -(sb * F.log_softmax(aux, 1)).sum(1)
                 loss = loss + args.aux_weight * (aux_loss * hb).sum() / hb.sum().clamp_min(1)
@@ -683,6 +715,36 @@ def export_onnx(net: Any, path: Path, flip_tta: bool) -> None:
     print(f"{path}: {path.stat().st_size / 1e6:.2f} MB", flush=True)
 
 
+def cmd_teacher(args: argparse.Namespace) -> None:
+    """Soft targets for distillation: the mean probabilities of an ensemble of this recipe's
+    models (state dicts ``.pt`` or exported ``.tflite`` files), each averaged with its mirrored
+    face, on every clean `train` image, written to OUT/teacher.npy. Held-out images get
+    probabilities too (shape follows the data) but are never trained on."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    d = load_split(Path(args.data), out, "train")
+    x, y = d["x"], d["y"]
+    tr, va = heldout_split(x, y, args.heldout, args.seed)
+    total = np.zeros((len(x), len(CLASSES)), np.float64)
+    for spec in args.models:
+        net = torch_model()
+        if spec.endswith(".tflite"):
+            init_from_tflite(net, Path(spec), x[np.random.default_rng(args.seed).choice(tr, size=2048, replace=False)])
+        else:
+            net.load_state_dict(torch.load(spec, weights_only=True))
+        probs = predict(net, x, flip=True)
+        pred = probs[va].argmax(1)
+        print(f"{spec}: held-out accuracy {np.mean(pred == y[va]):.4f}, macro-F1 {macro_f1(y[va], pred):.4f}", flush=True)
+        total += probs
+    total /= len(args.models)
+    pred = total[va].argmax(1)
+    print(f"ensemble of {len(args.models)}: held-out accuracy {np.mean(pred == y[va]):.4f}, macro-F1 {macro_f1(y[va], pred):.4f}", flush=True)
+    np.save(out / "teacher.npy", total.astype(np.float32))
+    print(f"wrote {out / 'teacher.npy'}")
+
+
 def cmd_heldout(args: argparse.Namespace) -> None:
     """Write the held-out images (never trained on) as OUT/heldout/<class>/*.png, the folder
     `edge-fer eval --fit-temperature` calibrates on; with --sample DIR also a small stratified
@@ -714,7 +776,8 @@ def main() -> None:
     train = sub.add_parser("train", help="train (resumes from OUT/last.pt when cut off)")
     export = sub.add_parser("export", help="write the full-int8 and float16 TFLite models (and ONNX)")
     heldout = sub.add_parser("heldout", help="write the held-out images (calibration, regression sample)")
-    for p in (train, export, heldout):
+    teach = sub.add_parser("teacher", help="write an ensemble's soft targets for distillation (OUT/teacher.npy)")
+    for p in (train, export, heldout, teach):
         p.add_argument("--data", required=True, help="folder with train.tar, public_test.tar, labels.csv")
         p.add_argument("--out", required=True, help="run folder (checkpoints, cache, logs); outside the repo")
         p.add_argument("--seed", type=int, default=20261124)
@@ -738,6 +801,10 @@ def main() -> None:
         default=1.0,
         help="share of clean training faces; the rest get camera degradations (edge_fer.vision.degrade) at random strengths (1: off)",
     )
+    train.add_argument("--degrade-weights", help="draw weights of the degradation families, e.g. motion=2,jpeg=2,dark=0.5 (default: uniform)")
+    train.add_argument("--init-weights", help="warm start from a state dict of this network (e.g. a previous run's final_ema.pt)")
+    train.add_argument("--teacher", help="soft targets from `teacher` (OUT/teacher.npy): distill the ensemble's view of the clean face")
+    train.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's targets against the labels (with --teacher)")
     train.add_argument("--degraded-heldout", type=int, default=600, help="held-out faces per degraded set checked every epoch")
     export.add_argument("--dest", default="models", help="where the .tflite files go")
     export.add_argument("--weights", help="state dict to export instead of OUT/final_ema.pt (e.g. OUT/ema_epoch008.pt)")
@@ -746,10 +813,13 @@ def main() -> None:
     export.add_argument("--flip-tta", action="store_true", help="average with the mirrored face inside the model")
     export.add_argument("--logit-adjust", default="auto", help="tau for logit adjustment, 'auto' (fit on held-out) or 0 (off)")
     export.add_argument("--golden", help="write the float network's probabilities for the sample images in this folder")
+    teach.add_argument("--models", nargs="+", required=True, help="state dicts (.pt) or exported int8 models (.tflite) of this network")
+    teach.add_argument("--heldout", type=float, default=0.1, help="fraction of `train` held out (as in train)")
+    teach.add_argument("--threads", type=int, default=2)
     heldout.add_argument("--sample", help="also write 15 held-out images per class here (regression guard)")
     heldout.add_argument("--sample-seed", type=int, help="seed of the sample's draw (default: --seed, which also fixes the split)")
     args = parser.parse_args()
-    {"train": cmd_train, "export": cmd_export, "heldout": cmd_heldout}[args.command](args)
+    {"train": cmd_train, "export": cmd_export, "heldout": cmd_heldout, "teacher": cmd_teacher}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -75,3 +75,15 @@ def test_training_draws_cover_every_family_and_leave_some_clean(faces: np.ndarra
     same = sum(np.array_equal(o, faces[i % len(faces)]) for i, o in enumerate(out))
     assert 0.2 * 400 < same < 0.4 * 400
     assert all(o.shape == (48, 48) and o.dtype == np.uint8 for o in out)
+
+
+def test_training_draw_weights_pick_the_families(faces: np.ndarray) -> None:
+    # Only low light drawn (gain 0.2-0.8), never a second one: every degraded face is darker.
+    rng = np.random.default_rng(1)
+    only_dark = {name: 0.0 for name in FAMILIES} | {"dark": 1.0}
+    for i in range(60):
+        face = faces[i % len(faces)]
+        out = random_degradation(face, rng, p_clean=0.0, p_second=0.0, weights=only_dark)
+        assert out.mean() < face.mean() - 5
+    with pytest.raises(ValueError, match="unknown degradation 'fog'"):
+        random_degradation(faces[0], rng, weights={"fog": 2.0})
