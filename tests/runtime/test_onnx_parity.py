@@ -21,12 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 FER_SAMPLE = REPO / "tests" / "data" / "fer2013_faces"
 #: Tolerances. Float exports differ from LiteRT by float round-off (measured: 1e-4 px on boxes).
 #: The full-int8 emotion model's export by a few quantization steps (ONNX Runtime's int8 kernels
-#: round requantization a little differently; 1/256 per step of its uint8 probabilities; measured
-#: 0.016). mini-Xception is a dynamic-range model: LiteRT's hybrid kernels quantize activations
-#: to int8 on the fly, its export computes them in float (measured: 0.025).
+#: round requantization a little differently; 1/256 per step of its uint8 probabilities; measured:
+#: 0.016 with v3's first cut; 0.021 with v3 on one face of 117, the rest within 0.017).
+#: mini-Xception is a dynamic-range model: LiteRT's hybrid kernels quantize activations to int8
+#: on the fly, its export computes them in float (measured: 0.025).
 BOX_PX = 0.5
 SCORE = 1e-3
-PROB = {"edge_fer_emotion": 0.02, "mini_xception": 0.04}
+PROB = {"edge_fer_emotion": 0.03, "mini_xception": 0.04}
 LANDMARK_PX = 0.05
 
 
